@@ -49,6 +49,8 @@ class _Source:
 
 
 def _open(path: str) -> _Source:
+    if os.path.isdir(path):
+        raise ExrError(path, "is a directory, not an EXR file")
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -178,13 +180,24 @@ def _read_deep_counts(header, src, table, multipart, cancel):
         x0, y0, x1, y1 = rect
         w, h = x1 - x0, y1 - y0
         table_unpacked = w * h * 4
-        if table_packed > table_unpacked or pos + table_packed + data_packed > src.size:
+        if header.is_tiled and table_packed > table_unpacked and comp == "NONE":
+            # OpenEXR writes uncompressed edge-tile count tables at the full tile size;
+            # the clipped table comes first and the rest is padding.
+            full = header.tiles.x_size * header.tiles.y_size * 4
+            if table_packed == full:
+                table_packed_read = table_unpacked
+            else:
+                table_packed_read = -1
+        else:
+            table_packed_read = table_packed
+        if (table_packed_read < 0 or table_packed_read > table_unpacked
+                or pos + table_packed + data_packed > src.size):
             raise ExrError(src.path, f"{header.label}: chunk {k} sizes exceed the file (truncated or corrupt)")
         unpacked_total += data_unpacked
         if data_unpacked > ratio * max(data_packed, 1) or unpacked_total > budget:
             raise ExrError(src.path, f"{header.label}: chunk {k} claims {data_unpacked} bytes of samples, "
                            "more than its packed size can hold")
-        packed = src.read(pos, table_packed, f"chunk {k} sample counts")
+        packed = src.read(pos, table_packed_read, f"chunk {k} sample counts")
         try:
             raw = decode_block(packed, table_unpacked, comp)
         except CodecError as exc:
@@ -206,7 +219,8 @@ def _read_deep_counts(header, src, table, multipart, cancel):
 
 
 def _read_deep_part(header: PartHeader, src: _Source, table: np.ndarray, multipart: bool,
-                    progress: Progress | None, cancel: CancelCheck | None, threads: int) -> DeepImage:
+                    progress: Progress | None, cancel: CancelCheck | None, threads: int,
+                    sort: bool = True) -> DeepImage:
     dw = header.data_window
     channels = header.channels
     ch_sizes = np.array([c.pixel_type.size for c in channels], np.int64)
@@ -261,7 +275,7 @@ def _read_deep_part(header: PartHeader, src: _Source, table: np.ndarray, multipa
         arrays[c.name] = row if c.pixel_type is PixelType.UINT else row.view(np.float32)
     image = DeepImage(header.data_window, header.display_window, offsets, arrays,
                       {c.name: c.pixel_type for c in channels})
-    return _sorted(image)
+    return _sorted(image) if sort else image
 
 
 def _run(work, items, threads: int) -> None:
@@ -371,7 +385,7 @@ def _flat_from_binding(header: PartHeader, bpart) -> FlatImage:
     return FlatImage(dw, header.display_window, arrays, {n: types.get(n, PixelType.FLOAT) for n in arrays})
 
 
-def _deep_from_binding(header: PartHeader, bpart) -> DeepImage:
+def _deep_from_binding(header: PartHeader, bpart, sort: bool = True) -> DeepImage:
     """Turn the binding's per-pixel object arrays into our structure of arrays (slow path)."""
     dw = header.data_window
     names = [c.name for c in header.channels]
@@ -384,8 +398,9 @@ def _deep_from_binding(header: PartHeader, bpart) -> DeepImage:
         cells = [p for p in bpart.channels[c.name].pixels.ravel() if p is not None and len(p)]
         dtype = c.pixel_type.dtype
         arrays[c.name] = np.concatenate(cells).astype(dtype) if cells else np.zeros(0, dtype)
-    image = DeepImage(dw, header.display_window, offsets, arrays, {c.name: c.pixel_type for c in header.channels})
-    return _sorted(image)
+    image = DeepImage(dw, header.display_window, offsets, arrays,
+                      {c.name: c.pixel_type for c in header.channels})
+    return _sorted(image) if sort else image
 
 
 def _binding_file(path: str):
@@ -411,13 +426,20 @@ def read_part(path: str | os.PathLike, index: int = 0, progress: Progress | None
 
 def open_exr(path: str | os.PathLike, load: bool = True, parts: list[int] | None = None,
              progress: Progress | None = None, cancel: CancelCheck | None = None,
-             threads: int | None = None) -> ExrDocument:
+             threads: int | None = None, sort: bool = True, decoder: str = "auto") -> ExrDocument:
     """Open a file: every part header, and the pixels of ``parts`` (all by default) when ``load``.
+
+    Deep samples are sorted front to back by Z unless ``sort`` is False (stored order).
+    ``decoder`` is ``"auto"`` (ours for deep NONE/RLE/ZIPS/ZIP, the binding first for flat
+    parts), ``"ours"`` (ours wherever it can decode) or ``"binding"`` (always the binding); the last
+    two exist to check one against the other.
 
     ``progress(fraction)`` is called as chunks decode; ``cancel()`` returning True stops the
     read with :class:`Cancelled`. Raises :class:`ExrError` naming the file and the problem.
     """
     path = os.fspath(path)
+    if decoder not in ("auto", "ours", "binding"):
+        raise ValueError(f"decoder must be 'auto', 'ours' or 'binding', not {decoder!r}")
     threads = threads if threads is not None else min(2, os.cpu_count() or 1)
     src = _open(path)
     try:
@@ -441,13 +463,14 @@ def open_exr(path: str | os.PathLike, load: bool = True, parts: list[int] | None
                 if progress is not None:
                     progress((n + f) / len(wanted))
 
-            if header.is_deep and header.compression in OUR_COMPRESSIONS:
+            ours = header.compression in OUR_COMPRESSIONS and decoder != "binding"
+            if header.is_deep and ours:
                 image = _read_deep_part(header, src, tables[i], layout.is_multipart, part_progress, cancel,
-                                        threads)
+                                        threads, sort)
             else:
                 image = None
                 has_deep = any(h.is_deep for h in layout.parts)
-                if not header.is_deep and header.compression in OUR_COMPRESSIONS and has_deep:
+                if not header.is_deep and ours and (has_deep or decoder == "ours"):
                     # avoid the binding's slow deep path just to get a flat part of a mixed file
                     image = _read_flat_part_ours(header, src, tables[i], layout.is_multipart, cancel, threads)
                 if image is None:
@@ -455,7 +478,7 @@ def open_exr(path: str | os.PathLike, load: bool = True, parts: list[int] | None
                         binding, binding_error = _binding_file(path)
                     if binding is not None:
                         bpart = binding.parts[i]
-                        image = _deep_from_binding(header, bpart) if header.is_deep else _flat_from_binding(
+                        image = _deep_from_binding(header, bpart, sort) if header.is_deep else _flat_from_binding(
                             header, bpart)
                     elif header.is_deep:
                         raise UnsupportedError(path, f"{header.label}: deep {header.compression} compression needs "

@@ -62,9 +62,10 @@ def _cmd_flatten(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from core.demo import write_demo
+    from core.demo import render_demo, write_demo
 
-    paths = write_demo(args.output, width=args.width, height=args.height)
+    os.makedirs(args.output, exist_ok=True)
+    paths = write_demo(args.output, scene=render_demo(args.width, args.height))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return EXIT_OK

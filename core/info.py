@@ -66,7 +66,24 @@ def _crypto_summary(header: PartHeader, doc: ExrDocument) -> list[dict[str, Any]
         layers = find_crypto_layers(header, [c.name for c in header.channels], image_path=doc.path)
     except DeepscopeError as exc:
         return [{"error": str(exc)}]
-    return [layer.summary() for layer in layers]
+    out = []
+    for layer in layers:
+        described = layer.describe().splitlines()
+        out.append({
+            "name": layer.name,
+            "key": layer.key,
+            "hash": layer.hash,
+            "conversion": layer.conversion,
+            "part": layer.part_index,
+            "ranks": layer.num_ranks,
+            "rank_channels": [list(pair) for pair in layer.ranks],
+            "preview_channels": list(layer.preview_channels),
+            "manifest_source": layer.manifest_source,
+            "manifest_entries": len(layer.manifest),
+            "mapping": [line.strip() for line in described[1:] if not line.strip().startswith("problem:")],
+            "problems": list(layer.problems),
+        })
+    return out
 
 
 def _manifest_summary(header: PartHeader) -> dict[str, Any] | None:
@@ -194,7 +211,11 @@ def flatten_part_index(doc: ExrDocument, part: int | None) -> int:
 
 
 def flatten_document_part(path: str | os.PathLike, part: int | None = None):
-    """Read one part and return (Part, {channel: (H, W) float32}) with R, G, B, A flattened."""
+    """Read one part and return (Part, {channel: (H, W) float32}): R, G, B, A flattened.
+
+    A deep part without ``A`` counts its samples as opaque. A flat part is already flat:
+    its R, G, B, A (or, if it has none, its float channels) are returned as float32.
+    """
     from core.exr_read import open_exr
     from core.kernels import flatten
 
@@ -204,14 +225,18 @@ def flatten_document_part(path: str | os.PathLike, part: int | None = None):
     p = doc.parts[index]
     image = p.image
     if isinstance(image, DeepImage):
-        wanted = [c for c in ("R", "G", "B", "A") if c in image.channels]
-        if not wanted:
-            raise DeepscopeError(f"{doc.path}: part {index} has no R, G, B or A channel to flatten")
-        flat = flatten(image, channels=wanted)
-        out = {c: np.ascontiguousarray(flat[c], dtype=np.float32) for c in wanted}
+        colours = [c for c in ("R", "G", "B") if c in image.channels]
+        flat = flatten(image, channels=colours + (["A"] if "A" in image.channels else []))
+        out = {c: np.ascontiguousarray(flat[c], dtype=np.float32) for c in colours}
+        if "A" in image.channels:
+            out["A"] = np.ascontiguousarray(flat["A"], dtype=np.float32)
+        else:  # samples without alpha are opaque: the pixel is covered wherever it has one
+            out["A"] = (np.diff(image.offsets) > 0).astype(np.float32).reshape(image.height, image.width)
     else:
         wanted = [c for c in ("R", "G", "B", "A") if c in image.channels]
+        if not wanted:  # already flat and not RGBA (a mask, a depth pass): keep its float channels
+            wanted = [c for c, t in image.pixel_types.items() if t.name != "UINT"]
         if not wanted:
-            raise DeepscopeError(f"{doc.path}: part {index} has no R, G, B or A channel")
+            raise DeepscopeError(f"{doc.path}: part {index} has no colour, alpha or other float channel")
         out = {c: np.ascontiguousarray(image.channels[c], dtype=np.float32) for c in wanted}
     return p, out

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DeepscopeError
+from core.layers import group_channels
 from core.model import Attribute, Box, ChannelInfo, DeepImage, ExrDocument, FlatImage, PartHeader, RawAttribute
 
 
@@ -57,15 +58,17 @@ def _deep_stats(image: DeepImage) -> dict[str, Any]:
     return stats
 
 
-def _crypto_summary(header: PartHeader, doc: ExrDocument) -> list[dict[str, Any]]:
+def _crypto_layers(doc: ExrDocument) -> list:
+    """Every Cryptomatte layer of the document (metadata may sit in another part)."""
     try:
-        from core.cryptomatte import find_crypto_layers
+        from core.cryptomatte import find_document_crypto_layers
     except ImportError:
         return []
-    try:
-        layers = find_crypto_layers(header, [c.name for c in header.channels], image_path=doc.path)
-    except DeepscopeError as exc:
-        return [{"error": str(exc)}]
+    images = [p.image if isinstance(p.image, FlatImage) else None for p in doc.parts]
+    return find_document_crypto_layers([p.header for p in doc.parts], image_path=doc.path, images=images)
+
+
+def _crypto_summary(layers: list) -> list[dict[str, Any]]:
     out = []
     for layer in layers:
         described = layer.describe().splitlines()
@@ -97,7 +100,8 @@ def _manifest_summary(header: PartHeader) -> dict[str, Any] | None:
         return {"error": str(exc)}
 
 
-def part_info(header: PartHeader, image: DeepImage | FlatImage | None, doc: ExrDocument) -> dict[str, Any]:
+def part_info(header: PartHeader, image: DeepImage | FlatImage | None, doc: ExrDocument,
+              crypto_layers: list | None = None) -> dict[str, Any]:
     """Everything ``info`` says about one part."""
     info: dict[str, Any] = {
         "index": header.index,
@@ -117,7 +121,7 @@ def part_info(header: PartHeader, image: DeepImage | FlatImage | None, doc: ExrD
         name: {"type": attr.type_name, "value": attribute_value(attr.value)}
         for name, attr in sorted(header.attributes.items())
     }
-    crypto = _crypto_summary(header, doc)
+    crypto = _crypto_summary([c for c in (crypto_layers or []) if c.part_index == header.index])
     if crypto:
         info["cryptomatte"] = crypto
     manifest = _manifest_summary(header)
@@ -128,12 +132,20 @@ def part_info(header: PartHeader, image: DeepImage | FlatImage | None, doc: ExrD
 
 def document_info(doc: ExrDocument) -> dict[str, Any]:
     """The whole ``info`` report of an opened document."""
-    return {
+    try:
+        layers = _crypto_layers(doc)
+        crypto_error = None
+    except DeepscopeError as exc:
+        layers, crypto_error = [], str(exc)
+    info = {
         "file": doc.path,
         "file_size": doc.file_size,
         "multipart": doc.is_multipart,
-        "parts": [part_info(p.header, p.image, doc) for p in doc.parts],
+        "parts": [part_info(p.header, p.image, doc, layers) for p in doc.parts],
     }
+    if crypto_error:
+        info["cryptomatte_error"] = crypto_error
+    return info
 
 
 def _fmt_value(attr: Attribute | dict) -> str:
@@ -165,8 +177,11 @@ def format_info(info: dict[str, Any]) -> str:
         if "tiles" in part:
             t = part["tiles"]
             lines.append(f"  tiles          {t['x_size']}x{t['y_size']} {t['level_mode']} {t['rounding_mode']}")
-        chans = ", ".join(f"{c['name']}:{c['type'][0].lower()}" for c in part["channels"])
-        lines.append(f"  channels ({len(part['channels'])}): {chans}")
+        lines.append(f"  channels ({len(part['channels'])}):")
+        types = {c["name"]: c["type"][0].lower() for c in part["channels"]}
+        for layer in group_channels(types):
+            shorts = ", ".join(f"{layer.short_name(c)}:{types[c]}" for c in layer.channels)
+            lines.append(f"    {layer.label or '(no layer)'}: {shorts}")
         if "samples" in part:
             s = part["samples"]
             extra = f", max at {tuple(s['max_at'])}" if "max_at" in s else ""

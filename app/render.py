@@ -1,0 +1,339 @@
+"""What the viewer shows, computed without Qt: frames for the canvas, pixel profiles, readouts.
+
+``render_frame`` is the job the render worker runs: it derives a part's per-pixel arrays
+once (flattened channels, sample counts, nearest depth; cached by the document model under
+``(path, mtime, part)``), picks what the current :class:`View` shows and runs the display
+transform, giving a :class:`Frame` of uint8 RGBA plus the float values shown (for the
+readout and the pixel text). ``pixel_profile`` gathers one deep pixel's samples in depth
+order for the deep graph and the sample table (a handful of samples: cheap in the GUI thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.display import colormap_transform, display_transform, robust_range
+from core.errors import Cancelled
+from core.kernels import flatten, sample_count_image
+from core.layers import Layer, alpha_channel, depth_channel, find_layer, group_channels, split_channel
+from core.model import Box, DeepImage, FlatImage, PixelType
+
+VIEW_MODES = ("color", "channel", "alpha", "depth", "samples")
+VIEW_MODE_LABELS = {"color": "Colour", "channel": "Channel", "alpha": "Alpha", "depth": "Depth",
+                    "samples": "Sample count"}
+DEPTH_CMAP = "viridis"
+COUNT_CMAP = "inferno"
+
+PartKey = tuple[str, float, int]
+Image = DeepImage | FlatImage
+
+
+@dataclass(frozen=True)
+class View:
+    """What the canvas shows: a mode, the layer it applies to, and the channel for "channel" mode."""
+
+    mode: str = "color"
+    layer: str = ""
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class Tone:
+    """Display settings: exposure in stops, then sRGB, a gamma curve or linear."""
+
+    exposure: float = 0.0
+    gamma: float = 2.2
+    transfer: str = "srgb"
+
+
+@dataclass
+class PartData:
+    """Per-pixel arrays derived from one part, computed once in a worker and cached.
+
+    ``planes`` maps each channel name to a ``(H, W)`` array: the flattened value for a
+    deep part (for an id channel: the front-most visible id), the value itself for a flat
+    part; float32, or uint32 for ids. ``counts`` (deep only) is the samples
+    per pixel; ``front_z`` is the depth of the front-most visible sample (inf where a pixel
+    has none) for a deep part, the depth channel for a flat one, or None.
+    """
+
+    planes: dict[str, np.ndarray]
+    counts: np.ndarray | None = None
+    front_z: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """An immutable render job: which part, what to show, and the cache entry if there is one."""
+
+    key: PartKey
+    image: Image
+    view: View
+    tone: Tone
+    part_data: PartData | None = None
+
+
+@dataclass
+class Frame:
+    """A ready-to-show image: ``rgba`` is ``(H, W, 4)`` uint8 over the data window.
+
+    ``values`` are the float arrays behind it, by label (``R``/``G``/``B``, a channel's short
+    name, ``Z``, ``samples``), shown in the readout and as text when zoomed in.
+    ``value_range`` is the colour map range of the depth and sample-count views.
+    """
+
+    key: PartKey
+    view: View
+    tone: Tone
+    rgba: np.ndarray
+    values: dict[str, np.ndarray]
+    data_window: Box
+    display_window: Box
+    value_range: tuple[float, float] | None = None
+    title: str = ""
+
+
+@dataclass
+class RenderResult:
+    frame: Frame
+    part_data: PartData
+
+
+@dataclass
+class PixelProfile:
+    """One deep pixel's samples in depth order, ready to plot and tabulate.
+
+    ``z``/``zback`` are the sample depths (``zback == z`` for point samples; the sample
+    index when the part has no Z), ``values`` every channel of the pixel, ``alpha`` the
+    absolute alpha (None without an alpha channel), ``is_volume`` flags samples with
+    ``ZBack > Z`` or a negative alpha, ``accumulated`` the opacity in front of and
+    including each sample, ``colours`` each sample's display colour (uint8 RGBA).
+    """
+
+    x: int
+    y: int
+    order: np.ndarray
+    z: np.ndarray
+    zback: np.ndarray
+    values: dict[str, np.ndarray]
+    alpha: np.ndarray | None
+    is_volume: np.ndarray
+    accumulated: np.ndarray | None
+    colours: np.ndarray
+    has_depth: bool = True
+    channel_order: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return int(self.z.shape[0])
+
+
+def default_view(image: Image) -> View:
+    """Colour view of the root layer (or of the first layer when there is no root)."""
+    layers = group_channels(image.channels)
+    name = layers[0].name if layers else ""
+    return View("color", name, None)
+
+
+def view_is_valid(image: Image, view: View) -> bool:
+    """True when ``view`` can be shown for ``image``."""
+    if view.mode not in VIEW_MODES:
+        return False
+    layers = group_channels(image.channels)
+    if layers and find_layer(layers, view.layer) is None:
+        return False
+    if view.mode == "channel" and view.channel not in image.channels:
+        return False
+    if view.mode == "samples" and not isinstance(image, DeepImage):
+        return False
+    if view.mode == "depth" and depth_channel(image.channels) is None:
+        return False
+    return True
+
+
+def _check(cancel: Callable[[], bool] | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled()
+
+
+def compute_part_data(image: Image, progress: Callable[[float], None] | None = None,
+                      cancel: Callable[[], bool] | None = None) -> PartData:
+    """Flatten a deep part (or widen a flat one) once: the arrays every view is made from."""
+    _check(cancel)  # a superseded job that has not started yet stops here
+    zname = depth_channel(image.channels)
+    if isinstance(image, DeepImage):
+        planes = dict(flatten(image, split_volumes=True))
+        ids = [n for n, arr in image.channels.items() if arr.dtype == np.uint32]
+        if ids:  # ids are not composited: the id of the front-most visible sample
+            planes.update(flatten(image, ids))
+        _check(cancel)
+        if progress:
+            progress(0.8)
+        counts = np.asarray(sample_count_image(image))
+        front_z = None
+        if zname is not None and zname in planes:
+            front_z = planes[zname]  # front-most visible sample; inf where none (shown transparent)
+        return PartData(planes, counts, front_z)
+    planes = {name: arr if arr.dtype == np.uint32 else np.asarray(arr, dtype=np.float32)
+              for name, arr in image.channels.items()}
+    front_z = planes.get(zname) if zname is not None else None
+    return PartData(planes, None, front_z)
+
+
+def _short(name: str) -> str:
+    return split_channel(name)[1]
+
+
+def _stack_rgb(planes: dict[str, np.ndarray], names, shape) -> np.ndarray:
+    rgb = np.zeros(shape + (3,), dtype=np.float32)
+    for i, name in enumerate(names):
+        if name is not None and name in planes:
+            rgb[..., i] = planes[name]
+    return rgb
+
+
+def render_frame(request: RenderRequest, progress: Callable[[float], None] | None = None,
+                 cancel: Callable[[], bool] | None = None) -> RenderResult:
+    """Make the frame ``request`` asks for (runs in a worker: full-image work)."""
+    _check(cancel)
+    image, view, tone = request.image, request.view, request.tone
+    data = request.part_data
+    if data is None:
+        data = compute_part_data(image, progress, cancel)
+    _check(cancel)
+    shape = (image.height, image.width)
+    layers = group_channels(image.channels)
+    layer = find_layer(layers, view.layer) or (layers[0] if layers else Layer("", ()))
+    values: dict[str, np.ndarray] = {}
+    value_range = None
+    title = ""
+    if view.mode in ("color", "channel", "alpha"):
+        if view.mode == "color":
+            names = layer.rgb
+            title = f"{layer.label} ({', '.join(_short(n) for n in dict.fromkeys(names) if n)})"
+            if layer.is_grey:
+                names = (names[0],)
+        elif view.mode == "channel":
+            names = (view.channel,)
+            title = f"channel {view.channel}"
+        else:
+            a = alpha_channel(layers, layer.name)
+            names = (a,)
+            title = f"alpha {a}" if a else "alpha (none: opaque)"
+        if len(names) == 1:
+            plane = data.planes.get(names[0]) if names[0] else None
+            if plane is None:
+                plane = np.ones(shape, dtype=np.float32) if view.mode == "alpha" else np.zeros(shape, np.float32)
+            values[_short(names[0]) if names[0] else "A"] = plane
+            src = plane.astype(np.float32)[..., None]
+        else:
+            for name in names:
+                if name is not None and name in data.planes:
+                    values[_short(name)] = data.planes[name]
+            src = _stack_rgb(data.planes, names, shape)
+        rgba = display_transform(np.ascontiguousarray(src), exposure=tone.exposure, gamma=tone.gamma,
+                                 transfer=tone.transfer)
+    elif view.mode == "depth":
+        z = data.front_z if data.front_z is not None else np.full(shape, np.inf, np.float32)
+        value_range = robust_range(z)
+        values["Z"] = z
+        rgba = colormap_transform(z, value_range[0], value_range[1], cmap=DEPTH_CMAP)
+        title = f"depth {value_range[0]:.4g} … {value_range[1]:.4g}"
+    elif view.mode == "samples":
+        if data.counts is None:
+            raise ValueError("the sample-count view needs a deep part")
+        counts = data.counts.astype(np.float32)
+        vmax = float(counts.max()) if counts.size else 1.0
+        value_range = (0.0, max(vmax, 1.0))
+        values["samples"] = data.counts
+        rgba = colormap_transform(counts, value_range[0], value_range[1], cmap=COUNT_CMAP)
+        title = f"samples per pixel 0 … {int(value_range[1])}"
+    else:
+        raise ValueError(f"unknown view mode {view.mode!r}")
+    if progress:
+        progress(1.0)
+    frame = Frame(request.key, view, tone, np.ascontiguousarray(rgba), values, image.data_window,
+                  image.display_window, value_range, title)
+    return RenderResult(frame, data)
+
+
+def pixel_profile(image: DeepImage, x: int, y: int, tone: Tone | None = None) -> PixelProfile | None:
+    """The samples of the deep pixel at absolute EXR coordinates (x, y), in depth order."""
+    dw = image.data_window
+    lx, ly = x - dw.xmin, y - dw.ymin
+    if not (0 <= lx < image.width and 0 <= ly < image.height):
+        return None
+    samples = image.pixel_samples(lx, ly)
+    n = int(image.offsets[ly * image.width + lx + 1] - image.offsets[ly * image.width + lx])
+    zname = depth_channel(image.channels)
+    has_depth = zname is not None
+    z = samples[zname].astype(np.float32) if has_depth else np.arange(n, dtype=np.float32)
+    zback = samples["ZBack"].astype(np.float32) if "ZBack" in samples else z.copy()
+    order = np.lexsort((zback, z)) if n else np.zeros(0, np.int64)  # stable; identity if sorted at load
+    z, zback = z[order], zback[order]
+    values = {k: v[order] for k, v in samples.items()}
+    layers = group_channels(image.channels)
+    aname = alpha_channel(layers, "")
+    raw_alpha = values[aname].astype(np.float32) if aname else None
+    alpha = np.abs(raw_alpha) if raw_alpha is not None else None
+    is_volume = zback > z
+    if raw_alpha is not None:
+        is_volume |= raw_alpha < 0
+    accumulated = None
+    if alpha is not None:
+        accumulated = (1.0 - np.cumprod(1.0 - np.clip(alpha, 0.0, 1.0))).astype(np.float32)
+    colours = np.zeros((n, 4), dtype=np.uint8)
+    if n:
+        root = find_layer(layers, "") or (layers[0] if layers else Layer("", ()))
+        rgb = np.zeros((1, n, 3), dtype=np.float32)
+        for i, name in enumerate(root.rgb):
+            if name is not None:
+                rgb[0, :, i] = values[name]
+        if alpha is not None:  # show the sample's own colour: un-premultiply where alpha > 0
+            safe = np.where(alpha > 0, alpha, 1.0).astype(np.float32)
+            rgb[0] /= safe[:, None]
+        t = tone or Tone()
+        colours = display_transform(rgb, exposure=t.exposure, gamma=t.gamma, transfer=t.transfer)[0]
+    channel_order = [c for layer in layers for c in layer.channels]
+    return PixelProfile(x, y, order, z, zback, values, alpha, is_volume, accumulated, np.asarray(colours),
+                        has_depth, channel_order)
+
+
+def format_value(value, pixel_type: PixelType | None = None) -> str:
+    """A channel value as shown to the user: ids (UINT) in hex, floats with 6 significant digits."""
+    if pixel_type is PixelType.UINT or np.issubdtype(np.asarray(value).dtype, np.integer):
+        return f"0x{int(value):08x}"
+    return f"{float(value):.6g}"
+
+
+def readout_text(frame: Frame | None, image: Image | None, x: int, y: int) -> str:
+    """The status-bar line for the pixel under the cursor (absolute EXR coordinates)."""
+    parts = [f"x {x}  y {y}"]
+    if frame is not None:
+        fx, fy = x - frame.data_window.xmin, y - frame.data_window.ymin
+        h, w = frame.rgba.shape[:2]
+        if 0 <= fx < w and 0 <= fy < h:
+            shown = "  ".join(f"{k} {format_value(v[fy, fx])}" for k, v in frame.values.items()
+                              if k not in ("Z", "samples"))
+            if shown:
+                parts.append(shown)
+    if image is not None:
+        dw = image.data_window
+        lx, ly = x - dw.xmin, y - dw.ymin
+        if not (0 <= lx < image.width and 0 <= ly < image.height):
+            parts.append("outside the data window")
+        elif isinstance(image, DeepImage):
+            i = ly * image.width + lx
+            a, b = int(image.offsets[i]), int(image.offsets[i + 1])
+            zname = depth_channel(image.channels)
+            if zname is not None and b > a:
+                parts.append(f"Z {format_value(image.channels[zname][a])}")
+            parts.append(f"{b - a} sample{'s' if b - a != 1 else ''}")
+        else:
+            zname = depth_channel(image.channels)
+            if zname is not None:
+                parts.append(f"Z {format_value(image.channels[zname][ly, lx])}")
+    return "   │   ".join(parts)

@@ -1,0 +1,338 @@
+"""The deep graph: one deep pixel's samples over depth, in the style of RenderMan's dsview.
+
+R, G and B are drawn red, green and blue, alpha yellow, the accumulated opacity (the
+pixel's deep opacity function) as a white step curve. A bar above the graph shows each
+sample's own (un-premultiplied) colour along depth. Point samples have solid markers;
+volume samples (``ZBack > Z``, or a negative alpha as PRMan writes) are drawn as spans
+from Z to ZBack with hollow markers. The depth axis zooms and pans; hovering a sample sets
+the model's hovered sample (the sample table highlights its row). A pinned pixel is drawn
+dashed for comparison. Plot items are created once and updated with ``setData``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from app.document import DocumentModel
+from app.render import PixelProfile, pixel_profile
+from core.layers import alpha_channel, find_layer, group_channels
+from core.model import DeepImage
+
+BACKGROUND = QColor(24, 24, 26)
+CHANNEL_COLOURS = {"R": QColor(235, 70, 70), "G": QColor(80, 210, 90), "B": QColor(80, 140, 255),
+                   "A": QColor(240, 210, 40)}
+ACCUMULATED_COLOUR = QColor(235, 235, 235)
+HOVER_RADIUS_PX = 10.0
+SLOTS = ("R", "G", "B", "A")
+
+
+def _pen(colour: QColor, width: float = 1.5, style=Qt.PenStyle.SolidLine):
+    return pg.mkPen(colour, width=width, style=style)
+
+
+def graph_channels(image: DeepImage) -> dict[str, str]:
+    """Which channel each graph slot (R, G, B, A) plots: the root layer's colour and alpha."""
+    layers = group_channels(image.channels)
+    root = find_layer(layers, "")
+    slots: dict[str, str] = {}
+    if root is not None:
+        r, g, b = root.rgb
+        if not root.is_grey:
+            for slot, name in zip("RGB", (r, g, b), strict=True):
+                if name is not None:
+                    slots[slot] = name
+        elif r is not None and r != root.alpha and r not in ("Z", "ZBack"):
+            slots["R"] = r
+    a = alpha_channel(layers, "")
+    if a is not None:
+        slots["A"] = a
+    return slots
+
+
+def accumulated_curve(profile: PixelProfile) -> tuple[np.ndarray, np.ndarray]:
+    """Points of the opacity-over-depth step curve: flat between samples, rising at each.
+
+    A point sample steps up at its Z; a volume sample ramps linearly from Z to ZBack.
+    """
+    acc = profile.accumulated
+    n = profile.count
+    if acc is None or n == 0:
+        return np.zeros(0), np.zeros(0)
+    before = np.concatenate(([0.0], acc[:-1]))
+    xs = np.empty(2 * n, dtype=np.float64)
+    ys = np.empty(2 * n, dtype=np.float64)
+    xs[0::2] = profile.z
+    xs[1::2] = np.maximum(profile.zback, profile.z)
+    ys[0::2] = before
+    ys[1::2] = acc
+    return xs, ys
+
+
+class DeepGraph(QWidget):
+    """Plot of the current pixel's deep samples (and the pinned pixel's, dashed).
+
+    ``sample_hovered(index | None)`` is emitted when the mouse moves onto or off a sample
+    (the model's ``hovered_sample`` is set at the same time).
+    """
+
+    sample_hovered = Signal(object)
+
+    def __init__(self, model: DocumentModel, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.setObjectName("deep_graph")
+        self.header = QLabel("Click a pixel to see its samples")
+        self.header.setObjectName("deep_graph_header")
+        self.header.setTextFormat(Qt.TextFormat.PlainText)
+        self.layout_widget = pg.GraphicsLayoutWidget()
+        self.layout_widget.setBackground(BACKGROUND)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
+        layout.addWidget(self.header)
+        layout.addWidget(self.layout_widget, 1)
+
+        self.bar_plot = self.layout_widget.addPlot(row=0, col=0)
+        self.bar_plot.setMaximumHeight(34)
+        self.bar_plot.hideAxis("left")
+        self.bar_plot.hideAxis("bottom")
+        self.bar_plot.setMouseEnabled(x=False, y=False)
+        self.bar_plot.hideButtons()
+        self.bar_plot.setMenuEnabled(False)
+        self.bar_plot.setYRange(-1.1, 1.0, padding=0)
+        self.colour_bar = pg.BarGraphItem(x0=[], x1=[], y0=[], height=[], brushes=[], pen=None)
+        self.pinned_bar = pg.BarGraphItem(x0=[], x1=[], y0=[], height=[], brushes=[], pen=None)
+        self.bar_plot.addItem(self.colour_bar)
+        self.bar_plot.addItem(self.pinned_bar)
+
+        self.plot = self.layout_widget.addPlot(row=1, col=0)
+        self.plot.setMenuEnabled(False)
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.setLabel("bottom", "depth (Z)")
+        self.plot.setLabel("left", "value")
+        self.plot.setMouseEnabled(x=True, y=False)  # zoom and pan the depth axis only
+        self.plot.setAutoVisible(y=True)
+        self.bar_plot.setXLink(self.plot)
+        self.legend = self.plot.addLegend(offset=(8, 4), labelTextColor=(210, 210, 210), colCount=5,
+                                          brush=pg.mkBrush(24, 24, 26, 200))
+
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.spans: dict[str, pg.PlotDataItem] = {}
+        self.pinned_curves: dict[str, pg.PlotDataItem] = {}
+        for slot in SLOTS:
+            colour = CHANNEL_COLOURS[slot]
+            span = pg.PlotDataItem(connect="pairs", pen=_pen(colour, 3.0))
+            self.plot.addItem(span)
+            self.spans[slot] = span
+            curve = pg.PlotDataItem(pen=_pen(colour), symbol="o", symbolSize=8, symbolPen=_pen(colour, 1.5),
+                                    name=slot)
+            self.plot.addItem(curve)
+            self.curves[slot] = curve
+            pinned = pg.PlotDataItem(pen=_pen(colour.darker(110), 1.2, Qt.PenStyle.DashLine), symbol="x",
+                                     symbolSize=6, symbolPen=_pen(colour.darker(110), 1.0))
+            self.plot.addItem(pinned)
+            self.pinned_curves[slot] = pinned
+        self.accumulated = pg.PlotDataItem(pen=_pen(ACCUMULATED_COLOUR, 2.0), name="opacity")
+        self.plot.addItem(self.accumulated)
+        self.pinned_accumulated = pg.PlotDataItem(pen=_pen(ACCUMULATED_COLOUR.darker(130), 1.5,
+                                                           Qt.PenStyle.DashLine))
+        self.plot.addItem(self.pinned_accumulated)
+        self.hover_marker = pg.ScatterPlotItem(size=18, pen=_pen(QColor(255, 255, 255), 2.0), brush=None,
+                                               symbol="o")
+        self.plot.addItem(self.hover_marker)
+        self.hover_line = pg.InfiniteLine(angle=90, movable=False,
+                                          pen=_pen(QColor(255, 255, 255, 90), 1.0, Qt.PenStyle.DotLine))
+        self.hover_line.setVisible(False)
+        self.plot.addItem(self.hover_line, ignoreBounds=True)
+
+        self.profile: PixelProfile | None = None
+        self.pinned_profile: PixelProfile | None = None
+        self.slots: dict[str, str] = {}
+
+        # pyqtgraph makes its context menus without a parent: tie them to this widget so they go with it
+        for plot in (self.bar_plot, self.plot):
+            for menu in (plot.ctrlMenu, plot.getViewBox().menu):
+                if menu is not None:
+                    menu.setParent(self, menu.windowFlags())
+        self.layout_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        for signal in (model.document_changed, model.part_changed, model.pixel_changed, model.pinned_changed):
+            signal.connect(self.refresh)
+        for signal in (model.exposure_changed, model.gamma_changed, model.transfer_changed):
+            signal.connect(self._on_tone_changed)
+        model.hovered_sample_changed.connect(self._on_hovered_sample_changed)
+        self.refresh()
+
+    # ------------------------------------------------------------------ model -> graph
+    def _on_tone_changed(self, *_args) -> None:
+        self.refresh(autorange=False)  # only the colour bar changes: keep the user's zoom
+
+    def refresh(self, *_args, autorange: bool = True) -> None:
+        """Rebuild the curves from the model's current and pinned pixels."""
+        model = self.model
+        image = model.image
+        pixel = model.current_pixel
+        deep = isinstance(image, DeepImage)
+        self.slots = graph_channels(image) if deep else {}
+        self.profile = pixel_profile(image, *pixel, model.tone) if deep and pixel is not None else None
+        pinned = model.pinned_pixel
+        self.pinned_profile = (pixel_profile(image, *pinned, model.tone)
+                               if deep and pinned is not None and pinned != pixel else None)
+        self._update_items()
+        self._update_header(image, pixel, deep)
+        self._on_hovered_sample_changed(model.hovered_sample)
+        if autorange:
+            self.plot.enableAutoRange(axis="xy")
+
+    def _update_header(self, image, pixel, deep: bool) -> None:
+        if image is None:
+            text = "No image"
+        elif not deep:
+            text = "Flat part: no deep samples (see the sample table for the pixel's values)"
+        elif pixel is None:
+            text = "Click a pixel to see its samples"
+        elif self.profile is None:
+            text = f"Pixel ({pixel[0]}, {pixel[1]}): outside the data window"
+        else:
+            n = self.profile.count
+            volumes = int(self.profile.is_volume.sum())
+            text = f"Pixel ({pixel[0]}, {pixel[1]}): {n} sample{'s' if n != 1 else ''}"
+            if volumes:
+                text += f", {volumes} volume"
+            if self.profile.accumulated is not None and n:
+                text += f", opacity {float(self.profile.accumulated[-1]):.4g}"
+        if self.pinned_profile is not None:
+            p = self.pinned_profile
+            text += f"   · pinned ({p.x}, {p.y}): {p.count} samples (dashed)"
+        self.header.setText(text)
+        self.plot.setLabel("bottom", "depth (Z)" if self.profile is None or self.profile.has_depth
+                           else "sample index (no Z channel)")
+
+    def _update_items(self) -> None:
+        prof = self.profile
+        for slot in SLOTS:
+            name = self.slots.get(slot)
+            curve, span = self.curves[slot], self.spans[slot]
+            if prof is None or name is None or prof.count == 0:
+                curve.setData([], [])
+                span.setData([], [])
+                continue
+            values = prof.values[name].astype(np.float64)
+            if slot == "A":
+                values = np.abs(values)
+            colour = CHANNEL_COLOURS[slot]
+            hollow = pg.mkBrush(BACKGROUND)
+            solid = pg.mkBrush(colour)
+            brushes = [hollow if v else solid for v in prof.is_volume]
+            curve.setData(prof.z.astype(np.float64), values, symbolBrush=brushes)
+            vol = prof.is_volume
+            if vol.any():
+                xs = np.empty(2 * int(vol.sum()))
+                xs[0::2], xs[1::2] = prof.z[vol], prof.zback[vol]
+                ys = np.repeat(values[vol], 2)
+                span.setData(xs, ys)
+            else:
+                span.setData([], [])
+        xs, ys = accumulated_curve(prof) if prof is not None else (np.zeros(0), np.zeros(0))
+        self.accumulated.setData(*self._extend_steps(xs, ys, prof))
+        self._update_bar(self.colour_bar, prof, 0.0)
+
+        pin = self.pinned_profile
+        for slot in SLOTS:
+            name = self.slots.get(slot)
+            if pin is None or name is None or pin.count == 0:
+                self.pinned_curves[slot].setData([], [])
+                continue
+            values = pin.values[name].astype(np.float64)
+            if slot == "A":
+                values = np.abs(values)
+            self.pinned_curves[slot].setData(pin.z.astype(np.float64), values)
+        pxs, pys = accumulated_curve(pin) if pin is not None else (np.zeros(0), np.zeros(0))
+        self.pinned_accumulated.setData(*self._extend_steps(pxs, pys, pin))
+        self._update_bar(self.pinned_bar, pin, -1.1)
+
+    def _depth_extent(self) -> tuple[float, float] | None:
+        zs = [p for p in (self.profile, self.pinned_profile) if p is not None and p.count]
+        if not zs:
+            return None
+        lo = min(float(np.min(p.z)) for p in zs)
+        hi = max(float(np.max(np.maximum(p.zback, p.z))) for p in zs)
+        finite = np.isfinite([lo, hi])
+        if not finite.all():
+            return None
+        pad = max((hi - lo) * 0.05, abs(hi) * 1e-3, 1e-3)
+        return lo - pad, hi + pad
+
+    def _extend_steps(self, xs: np.ndarray, ys: np.ndarray, prof: PixelProfile | None):
+        """Start the opacity curve at 0 before the first sample and hold it after the last."""
+        extent = self._depth_extent()
+        if prof is None or xs.size == 0 or extent is None:
+            return xs, ys
+        return np.concatenate(([extent[0]], xs, [extent[1]])), np.concatenate(([0.0], ys, [ys[-1]]))
+
+    def _update_bar(self, bar: pg.BarGraphItem, prof: PixelProfile | None, y0: float) -> None:
+        if prof is None or prof.count == 0:
+            bar.setOpts(x0=[], x1=[], y0=[], height=[], brushes=[])
+            return
+        extent = self._depth_extent()
+        z, zb = prof.z.astype(np.float64), np.maximum(prof.zback, prof.z).astype(np.float64)
+        # a point sample's colour runs to the next sample; a volume covers Z..ZBack
+        nxt = np.concatenate((z[1:], [extent[1] if extent is not None else z[-1] + 1.0]))
+        x1 = np.where(prof.is_volume, zb, np.maximum(nxt, z))
+        minimum = ((extent[1] - extent[0]) if extent is not None else 1.0) * 0.004
+        x1 = np.maximum(x1, z + minimum)
+        brushes = [pg.mkBrush(QColor(int(c[0]), int(c[1]), int(c[2]))) for c in prof.colours]
+        bar.setOpts(x0=z, x1=x1, y0=np.full(prof.count, y0), height=np.full(prof.count, 1.0), brushes=brushes)
+
+    # ------------------------------------------------------------------ hover
+    def sample_at(self, scene_pos: QPointF) -> int | None:
+        """The sample whose marker (or volume span) is nearest a scene position, within a few pixels."""
+        prof = self.profile
+        vb = self.plot.getViewBox()
+        if prof is None or prof.count == 0 or not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = vb.mapSceneToView(scene_pos)
+        px_w, px_h = vb.viewPixelSize()
+        if not (px_w > 0 and px_h > 0):
+            return None
+        z = prof.z.astype(np.float64)
+        zb = np.maximum(prof.zback, prof.z).astype(np.float64)
+        # horizontal distance to the span Z..ZBack (zero inside it), in screen pixels
+        dx = np.maximum(np.maximum(z - p.x(), p.x() - zb), 0.0) / px_w
+        best, best_d = None, HOVER_RADIUS_PX
+        for slot, name in self.slots.items():
+            values = prof.values[name].astype(np.float64)
+            if slot == "A":
+                values = np.abs(values)
+            d = np.hypot(dx, (values - p.y()) / px_h)
+            d[~np.isfinite(d)] = np.inf
+            i = int(np.argmin(d))
+            if d[i] < best_d:
+                best, best_d = i, float(d[i])
+        return best
+
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        if self.profile is None:
+            return
+        index = self.sample_at(scene_pos)
+        if index != self.model.hovered_sample:
+            self.model.set_hovered_sample(index)
+            self.sample_hovered.emit(index)
+
+    def _on_hovered_sample_changed(self, index) -> None:
+        prof = self.profile
+        if prof is None or index is None or index >= prof.count:
+            self.hover_marker.setData([], [])
+            self.hover_line.setVisible(False)
+            return
+        xs, ys = [], []
+        for slot, name in self.slots.items():
+            v = float(prof.values[name][index])
+            xs.append(float(prof.z[index]))
+            ys.append(abs(v) if slot == "A" else v)
+        self.hover_marker.setData(xs, ys)
+        self.hover_line.setPos(float(prof.z[index]))
+        self.hover_line.setVisible(True)

@@ -1,0 +1,233 @@
+"""The sample table: every sample of the current pixel in depth order, every channel.
+
+Deep parts: one row per sample (depth order, the same order and indices as the deep
+graph), columns Z/ZBack, then the channels grouped by layer, then the accumulated opacity.
+Id (UINT) channels are shown in hex. Flat parts: one row per channel with the pixel's value.
+Ctrl+C or the context menu copies the table (or the selected rows) as CSV. The row of the
+model's hovered sample is highlighted, and hovering a row sets it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QAction, QBrush, QColor, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QMenu, QTableView, QVBoxLayout, QWidget
+
+from app.document import DocumentModel
+from app.render import PixelProfile, format_value, pixel_profile
+from core.layers import group_channels
+from core.model import DeepImage, PixelType
+
+HIGHLIGHT = QColor(90, 80, 20)
+DEPTH_COLUMNS = ("Z", "ZBack")
+
+
+def _csv_value(value, pixel_type: PixelType | None) -> str:
+    """Full precision for CSV: float32 round-trips with 9 significant digits."""
+    if pixel_type is PixelType.UINT or np.issubdtype(np.asarray(value).dtype, np.integer):
+        return f"0x{int(value):08x}"
+    return f"{float(value):.9g}"
+
+
+class SampleTableModel(QAbstractTableModel):
+    """Rows of already formatted strings, plus full-precision text for CSV."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.headers: list[str] = []
+        self.rows: list[list[str]] = []
+        self.csv_rows: list[list[str]] = []
+        self.highlight: int | None = None
+
+    def set_table(self, headers: list[str], rows: list[list[str]], csv_rows: list[list[str]]) -> None:
+        self.beginResetModel()
+        self.headers, self.rows, self.csv_rows = headers, rows, csv_rows
+        self.highlight = None
+        self.endResetModel()
+
+    def set_highlight(self, row: int | None) -> None:
+        old, self.highlight = self.highlight, row
+        for r in (old, row):
+            if r is not None and 0 <= r < len(self.rows):
+                self.dataChanged.emit(self.index(r, 0), self.index(r, len(self.headers) - 1))
+
+    def rowCount(self, parent: QModelIndex | None = None) -> int:  # noqa: N802 - Qt override
+        return 0 if parent is not None and parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | None = None) -> int:  # noqa: N802 - Qt override
+        return 0 if parent is not None and parent.isValid() else len(self.headers)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.rows[index.row()][index.column()]
+        if role == Qt.ItemDataRole.BackgroundRole and index.row() == self.highlight:
+            return QBrush(HIGHLIGHT)
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() > 0:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.csv_rows[index.row()][index.column()]
+        return None
+
+    def headerData(self, section: int, orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.headers[section] if section < len(self.headers) else None
+        return None
+
+    def to_csv(self, rows: list[int] | None = None) -> str:
+        """The header and the given rows (all by default) as CSV text."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(self.headers)
+        for r in range(len(self.rows)) if rows is None else rows:
+            writer.writerow(self.csv_rows[r])
+        return out.getvalue()
+
+
+def deep_table(image: DeepImage, profile: PixelProfile) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Headers and rows (display text and CSV text) for the samples of one deep pixel."""
+    names = [c for c in DEPTH_COLUMNS if c in profile.values]
+    names += [c for layer in group_channels(image.channels) for c in layer.channels if c not in DEPTH_COLUMNS]
+    headers = ["#", "kind", *names]
+    if profile.accumulated is not None:
+        headers.append("opacity")
+    rows, csv_rows = [], []
+    for i in range(profile.count):
+        kind = "volume" if profile.is_volume[i] else "point"
+        row = [str(i), kind]
+        crow = [str(i), kind]
+        for name in names:
+            v = profile.values[name][i]
+            row.append(format_value(v, image.pixel_types.get(name)))
+            crow.append(_csv_value(v, image.pixel_types.get(name)))
+        if profile.accumulated is not None:
+            row.append(format_value(profile.accumulated[i]))
+            crow.append(_csv_value(profile.accumulated[i], None))
+        rows.append(row)
+        csv_rows.append(crow)
+    return headers, rows, csv_rows
+
+
+def flat_table(image, lx: int, ly: int) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Headers and rows for the channel values of one flat pixel (data-window-relative)."""
+    headers = ["channel", "value", "type"]
+    rows, csv_rows = [], []
+    for layer in group_channels(image.channels):
+        for name in layer.channels:
+            v = image.channels[name][ly, lx]
+            ptype = image.pixel_types.get(name)
+            tname = ptype.name if ptype is not None else str(image.channels[name].dtype)
+            rows.append([name, format_value(v, ptype), tname])
+            csv_rows.append([name, _csv_value(v, ptype), tname])
+    return headers, rows, csv_rows
+
+
+class SampleTable(QWidget):
+    """A caption and the table of the current pixel's samples (or channel values)."""
+
+    def __init__(self, model: DocumentModel, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.setObjectName("sample_table")
+        self.caption = QLabel("Click a pixel to list its samples")
+        self.caption.setTextFormat(Qt.TextFormat.PlainText)
+        self.table_model = SampleTableModel(self)
+        self.view = QTableView()
+        self.view.setModel(self.table_model)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(20)
+        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.view.setMouseTracking(True)
+        self.view.entered.connect(self._on_row_entered)
+        self.view.viewport().installEventFilter(self)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._show_menu)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(2)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.view, 1)
+
+        self.copy_action = QAction("Copy as CSV", self)
+        self.copy_action.setShortcut(QKeySequence.StandardKey.Copy)
+        self.copy_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.copy_action.triggered.connect(self.copy_csv)
+        self.addAction(self.copy_action)
+
+        self.profile: PixelProfile | None = None
+        for signal in (model.document_changed, model.part_changed, model.pixel_changed):
+            signal.connect(self.refresh)
+        model.hovered_sample_changed.connect(self._on_hovered_sample_changed)
+        self.refresh()
+
+    def refresh(self, *_args) -> None:
+        model = self.model
+        image, pixel = model.image, model.current_pixel
+        self.profile = None
+        local = model.local_pixel(pixel, image) if pixel is not None else None
+        if image is None or pixel is None:
+            self.table_model.set_table([], [], [])
+            self.caption.setText("No image" if image is None else "Click a pixel to list its samples")
+            return
+        if local is None:
+            self.table_model.set_table([], [], [])
+            self.caption.setText(f"Pixel ({pixel[0]}, {pixel[1]}): outside the data window")
+            return
+        if isinstance(image, DeepImage):
+            self.profile = pixel_profile(image, *pixel, model.tone)
+            self.table_model.set_table(*deep_table(image, self.profile))
+            n = self.profile.count
+            self.caption.setText(f"Pixel ({pixel[0]}, {pixel[1]}): {n} sample{'s' if n != 1 else ''}, "
+                                 "front to back")
+        else:
+            self.table_model.set_table(*flat_table(image, *local))
+            self.caption.setText(f"Pixel ({pixel[0]}, {pixel[1]}): flat part, {len(image.channels)} channels")
+        self._on_hovered_sample_changed(model.hovered_sample)
+
+    # ------------------------------------------------------------------ hover
+    def _on_hovered_sample_changed(self, index) -> None:
+        if self.profile is None:
+            self.table_model.set_highlight(None)
+            return
+        self.table_model.set_highlight(index)
+        if index is not None and 0 <= index < self.table_model.rowCount():
+            self.view.scrollTo(self.table_model.index(index, 0))
+
+    def _on_row_entered(self, index: QModelIndex) -> None:
+        if self.profile is not None and index.isValid():
+            self.model.set_hovered_sample(index.row())
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.view.viewport() and event.type() == event.Type.Leave and self.profile is not None:
+            self.model.set_hovered_sample(None)
+        return super().eventFilter(obj, event)
+
+    # ------------------------------------------------------------------ copy
+    def selected_rows(self) -> list[int]:
+        return sorted({i.row() for i in self.view.selectionModel().selectedRows()})
+
+    def copy_csv(self) -> str:
+        """Copy the selected rows (all rows when none is selected) as CSV; returns the text."""
+        rows = self.selected_rows() or None
+        text = self.table_model.to_csv(rows)
+        QGuiApplication.clipboard().setText(text)
+        return text
+
+    def _show_menu(self, pos) -> None:
+        menu = QMenu(self)
+        copy_all = menu.addAction("Copy all rows as CSV")
+        copy_sel = menu.addAction("Copy selected rows as CSV")
+        copy_sel.setEnabled(bool(self.selected_rows()))
+        chosen = menu.exec(self.view.viewport().mapToGlobal(pos))
+        if chosen is copy_all:
+            QGuiApplication.clipboard().setText(self.table_model.to_csv())
+        elif chosen is copy_sel:
+            self.copy_csv()

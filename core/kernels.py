@@ -1,0 +1,820 @@
+"""The core deep kernels: depth ordering, flattening and sample counts.
+
+Every loop over pixels or samples is a numba kernel over the flat arrays of a
+``DeepImage``; the public functions validate, allocate and pick the channels.
+
+Conventions (shared with the rest of core):
+
+* **Depth order.** Samples are ordered by ``Z`` ascending, ties broken by ``ZBack``
+  ascending when the image has ``ZBack``, then by stored order (the sort is stable).
+  ``-0.0`` equals ``0.0``. A sample whose ``Z`` is NaN goes after every other sample of
+  its pixel, in stored order (its ``ZBack`` is then ignored); a NaN ``ZBack`` sorts
+  after every number among samples of equal ``Z``.
+* **Alpha.** Samples are premultiplied (OpenEXR deep convention). A negative alpha marks
+  a volume sample (PRMan); its magnitude is the opacity, so every kernel uses ``|alpha|``.
+* **Alpha association** (OpenEXR "Interpreting Deep Pixels"): see ``associated_alpha``.
+  A colour channel with no associated alpha is treated as opaque: the flat value is the
+  value of the front-most sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from numba import literal_unroll
+
+from core._numba import kernel, prange
+from core.errors import SelectionError
+from core.model import DeepImage
+
+__all__ = [
+    "ALPHA_BASE_NAMES",
+    "associated_alpha",
+    "depth_order",
+    "flatten",
+    "is_depth_sorted",
+    "sample_count_image",
+    "sort_samples",
+]
+
+ALPHA_BASE_NAMES = ("A", "AR", "AG", "AB")
+DEPTH_NAMES = ("Z", "ZBack")
+
+_ONE = np.float32(1.0)
+_ZERO = np.float32(0.0)
+_INF32 = np.float32(np.inf)
+
+# Pixels per parallel work item for kernels that need per-worker scratch memory.
+_CHUNK = 2048
+# Pixels with at most this many samples are sorted by ranking (O(n^2), no branches);
+# merge sort runs of _SMALL_SORT are sorted by insertion sort.
+_RANK_SORT = 16
+_SMALL_SORT = 24
+# Canonical key of a NaN Z: after every number (int32 max).
+_NAN_KEY = 2147483647
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _validate_depth_arrays(offsets: np.ndarray, z: np.ndarray, zback: np.ndarray | None) -> tuple:
+    offsets = np.asarray(offsets)
+    if offsets.dtype != np.int64 or offsets.ndim != 1 or offsets.shape[0] < 1:
+        raise ValueError(f"offsets must be a 1-D int64 array, got {offsets.dtype}{offsets.shape}")
+    total = int(offsets[-1])
+    z = np.ascontiguousarray(z, dtype=np.float32)
+    if z.shape != (total,):
+        raise ValueError(f"z has shape {z.shape}, expected ({total},)")
+    if zback is not None:
+        zback = np.ascontiguousarray(zback, dtype=np.float32)
+        if zback.shape != (total,):
+            raise ValueError(f"zback has shape {zback.shape}, expected ({total},)")
+    return offsets, z, zback
+
+
+def _max_count(offsets: np.ndarray) -> int:
+    if offsets.shape[0] < 2:
+        return 0
+    return int(np.diff(offsets).max())
+
+
+@kernel(inline="always")
+def _float_key(bits: np.int32) -> np.int64:
+    """Monotone signed key of a float32 given its bits: NaN last, -0 == +0."""
+    b = np.int64(bits)
+    if b == -2147483648:  # -0.0
+        return np.int64(0)
+    if (b & 0x7FFFFFFF) > 0x7F800000:  # NaN, either sign
+        return np.int64(_NAN_KEY)
+    if b < 0:
+        return b ^ 0x7FFFFFFF
+    return b
+
+
+@kernel(inline="always")
+def _sample_key(zbits: np.ndarray, zbbits: np.ndarray, has_zback: bool, i: np.int64) -> np.int64:
+    """One int64 key ordering samples by (Z, ZBack); NaN Z ignores ZBack."""
+    zk = _float_key(zbits[i])
+    low = np.int64(0)
+    if has_zback and zk != _NAN_KEY:
+        low = _float_key(zbbits[i]) + np.int64(2147483648)
+    return zk * np.int64(4294967296) + low
+
+
+@kernel(inline="always")
+def _in_order(zp, zc, zbp, zbc, has_zback) -> bool:
+    """Whether a sample (zc, zbc) may follow (zp, zbp) in depth order (same order as
+    ``_sample_key``, with float compares: cheaper than the keys on sorted data)."""
+    if zc < zp:
+        return False
+    if zc != zc:  # NaN Z goes last, NaNs keep their order
+        return True
+    if zp != zp:
+        return False
+    if has_zback and zc == zp:
+        if zbc < zbp:
+            return False
+        if zbp != zbp and zbc == zbc:
+            return False
+    return True
+
+
+@kernel(inline="always")
+def _insertion_sort(keys: np.ndarray, idx: np.ndarray, lo: np.int64, hi: np.int64) -> None:
+    """Stable in-place sort of keys[lo:hi] carrying idx along."""
+    for i in range(lo + 1, hi):
+        k = keys[i]
+        v = idx[i]
+        j = i - 1
+        while j >= lo and keys[j] > k:
+            keys[j + 1] = keys[j]
+            idx[j + 1] = idx[j]
+            j -= 1
+        keys[j + 1] = k
+        idx[j + 1] = v
+
+
+@kernel
+def _merge_sort(keys: np.ndarray, idx: np.ndarray, tkeys: np.ndarray, tidx: np.ndarray, n: np.int64) -> bool:
+    """Stable bottom-up merge sort of keys[:n] (carrying idx).
+
+    Returns True when the sorted result ended in (tkeys, tidx) instead of (keys, idx).
+    """
+    run = _SMALL_SORT
+    for lo in range(0, n, run):
+        _insertion_sort(keys, idx, lo, min(lo + run, n))
+    src_k, src_i, dst_k, dst_i = keys, idx, tkeys, tidx
+    in_tmp = False
+    width = run
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, o = lo, mid, lo
+            while i < mid and j < hi:
+                if src_k[j] < src_k[i]:
+                    dst_k[o] = src_k[j]
+                    dst_i[o] = src_i[j]
+                    j += 1
+                else:
+                    dst_k[o] = src_k[i]
+                    dst_i[o] = src_i[i]
+                    i += 1
+                o += 1
+            while i < mid:
+                dst_k[o] = src_k[i]
+                dst_i[o] = src_i[i]
+                i += 1
+                o += 1
+            while j < hi:
+                dst_k[o] = src_k[j]
+                dst_i[o] = src_i[j]
+                j += 1
+                o += 1
+        src_k, src_i, dst_k, dst_i = dst_k, dst_i, src_k, src_i
+        in_tmp = not in_tmp
+        width *= 2
+    return in_tmp
+
+
+# --------------------------------------------------------------------------- depth order
+
+
+@kernel(parallel=True)
+def _depth_order_kernel(offsets, z, zback, zbits, zbbits, has_zback, max_count, out):
+    npix = offsets.shape[0] - 1
+    nchunks = (npix + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        keys = np.empty(max_count, np.int64)
+        idx = np.empty(max_count, np.int64)
+        tkeys = np.empty(max_count, np.int64)
+        tidx = np.empty(max_count, np.int64)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, npix)):
+            a = offsets[p]
+            n = offsets[p + 1] - a
+            if n <= 0:
+                continue
+            ordered = True
+            for j in range(a + 1, a + n):
+                if not _in_order(z[j - 1], z[j], zback[j - 1], zback[j], has_zback):
+                    ordered = False
+                    break
+            if ordered:
+                for j in range(n):
+                    out[a + j] = a + j
+                continue
+            for j in range(n):
+                keys[j] = _sample_key(zbits, zbbits, has_zback, a + j)
+                idx[j] = a + j
+            if n <= _RANK_SORT:
+                # branch-free stable ranking: cheaper than insertion sort's mispredictions
+                for i in range(n):
+                    ki = keys[i]
+                    r = 0
+                    for j in range(i):
+                        r += keys[j] <= ki
+                    for j in range(i + 1, n):
+                        r += keys[j] < ki
+                    out[a + r] = a + i
+            elif _merge_sort(keys, idx, tkeys, tidx, n):
+                for j in range(n):
+                    out[a + j] = tidx[j]
+            else:
+                for j in range(n):
+                    out[a + j] = idx[j]
+
+
+@kernel(parallel=True)
+def _is_depth_sorted_kernel(offsets, z, zback, has_zback):
+    npix = offsets.shape[0] - 1
+    nchunks = (npix + _CHUNK - 1) // _CHUNK
+    bad = 0
+    for c in prange(nchunks):
+        chunk_bad = 0
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, npix)):
+            for j in range(offsets[p] + 1, offsets[p + 1]):
+                if not _in_order(z[j - 1], z[j], zback[j - 1], zback[j], has_zback):
+                    chunk_bad = 1
+                    break
+        bad += chunk_bad
+    return bad == 0
+
+
+@kernel
+def _gather_range(srcs, perm, out, lo, hi):
+    for i in range(lo, hi):
+        s = perm[i]
+        k = 0
+        for src in literal_unroll(srcs):
+            out[k, i] = src[s]
+            k += 1
+
+
+@kernel(parallel=True)
+def _gather_kernel(srcs, perm, out):
+    """out[k, i] = srcs[k][perm[i]] for every channel k, reading perm once."""
+    n = perm.shape[0]
+    step = 65536
+    for c in prange((n + step - 1) // step):
+        _gather_range(srcs, perm, out, c * step, min((c + 1) * step, n))
+
+
+def depth_order(offsets: np.ndarray, z: np.ndarray, zback: np.ndarray | None = None) -> np.ndarray:
+    """The permutation that puts every pixel's samples front to back.
+
+    Returns int64 ``perm`` with ``sorted_channel = channel[perm]``; ``perm`` never moves a
+    sample to another pixel. Order: ``Z`` ascending, then ``zback`` ascending (when
+    given), then stored order (stable); NaN ``Z`` last. Pixels already in order keep
+    the identity. Pixels of up to 16 samples are sorted by stable ranking, bigger ones
+    (volumes can hold hundreds of samples) by a stable merge sort; pixels run in parallel.
+    """
+    offsets, z, zback = _validate_depth_arrays(offsets, z, zback)
+    out = np.empty(int(offsets[-1]), np.int64)
+    if out.shape[0] == 0:
+        return out
+    zb = zback if zback is not None else z
+    _depth_order_kernel(
+        offsets, z, zb, z.view(np.int32), zb.view(np.int32), zback is not None, _max_count(offsets), out
+    )
+    return out
+
+
+def is_depth_sorted(offsets: np.ndarray, z: np.ndarray, zback: np.ndarray | None = None) -> bool:
+    """True when every pixel's samples are already in the order ``depth_order`` gives."""
+    offsets, z, zback = _validate_depth_arrays(offsets, z, zback)
+    if offsets.shape[0] < 2 or int(offsets[-1]) == 0:
+        return True
+    return bool(_is_depth_sorted_kernel(offsets, z, zback if zback is not None else z, zback is not None))
+
+
+def _gather_channels(channels: dict[str, np.ndarray], perm: np.ndarray) -> dict[str, np.ndarray]:
+    """Every channel permuted by ``perm``; 4-byte channels go through one parallel pass."""
+    four = [n for n, a in channels.items() if a.dtype.itemsize == 4]
+    out: dict[str, np.ndarray] = {}
+    if four and perm.shape[0]:
+        block = np.empty((len(four), perm.shape[0]), np.uint32)
+        srcs = tuple(np.ascontiguousarray(channels[n]).view(np.uint32) for n in four)
+        _gather_kernel(srcs, perm, block)
+        for k, n in enumerate(four):
+            out[n] = block[k].view(channels[n].dtype)
+    for n, a in channels.items():
+        if n not in out:
+            out[n] = a[perm]
+    return {n: out[n] for n in channels}
+
+
+def sort_samples(image: DeepImage) -> DeepImage:
+    """The image with every pixel's samples front to back (see ``depth_order``).
+
+    Returns ``image`` itself when it has no ``Z`` channel or is already sorted (no
+    copy); otherwise a new ``DeepImage`` sharing the offsets, with every channel permuted.
+    """
+    z = image.channels.get("Z")
+    if z is None:
+        return image
+    zback = image.channels.get("ZBack")
+    if is_depth_sorted(image.offsets, z, zback):
+        return image
+    perm = depth_order(image.offsets, z, zback)
+    channels = _gather_channels(image.channels, perm)
+    return dataclasses.replace(image, channels=channels, pixel_types=dict(image.pixel_types))
+
+
+# --------------------------------------------------------------------------- sample counts
+
+
+def sample_count_image(image: DeepImage) -> np.ndarray:
+    """Samples per pixel as a ``(height, width)`` uint32 array (for the heat-map view)."""
+    return np.diff(image.offsets).astype(np.uint32).reshape(image.height, image.width)
+
+
+# --------------------------------------------------------------------------- alpha association
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    layer, dot, base = name.rpartition(".")
+    return (layer, base) if dot else ("", name)
+
+
+def associated_alpha(channel: str, names) -> str | None:
+    """The alpha channel that goes with ``channel`` among ``names``, or None.
+
+    OpenEXR rule: look in the channel's own layer, then in each enclosing layer up to
+    the base layer; in each layer ``R``/``G``/``B`` take ``AR``/``AG``/``AB`` if present,
+    else ``A``; any other (colour or auxiliary) channel takes ``A``. Alpha channels and
+    the base-layer ``Z``/``ZBack`` have no associated alpha.
+    """
+    names = set(names)
+    layer, base = _split_name(channel)
+    if base in ALPHA_BASE_NAMES or channel in DEPTH_NAMES:
+        return None
+    wanted = ("A" + base, "A") if base in ("R", "G", "B") else ("A",)
+    while True:
+        for w in wanted:
+            candidate = f"{layer}.{w}" if layer else w
+            if candidate in names:
+                return candidate
+        if not layer:
+            return None
+        layer = layer.rpartition(".")[0]
+
+
+# --------------------------------------------------------------------------- flatten kernels
+
+
+@kernel
+def _over_range(
+    p0, p1, offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, z, zback, has_zback,
+    out_alpha, out_col, out_z, out_zback,
+):  # fmt: skip
+    """Front-to-back over of pixels p0..p1 in float32, each stopping once alpha reaches 1.
+
+    With ``with_depth``, also the front of the first sample with ``|alpha| > 0`` and the
+    back of the last one composited (``inf`` when there is none). The channel loop is
+    unrolled at compile time (``literal_unroll``), which is why this runs per chunk; it
+    composites every array of ``colours`` (``n_col`` is unused: with no colour channel the
+    caller passes a stand-in whose output row it discards)."""
+    for p in range(p0, p1):
+        acc = _ZERO
+        front = _INF32
+        back = _INF32
+        found = False
+        for j in range(offsets[p], offsets[p + 1]):
+            s = perm[j] if use_perm else j
+            al = abs(alpha[s]) if has_alpha else _ONE
+            w = _ONE - acc
+            k = 0
+            for col in literal_unroll(colours):
+                out_col[k, p] += w * col[s]
+                k += 1
+            if with_depth and al > _ZERO:
+                zf = z[s]
+                if not found:
+                    front = zf
+                    found = True
+                back = zf
+                if has_zback and zback[s] > zf:
+                    back = zback[s]
+            acc += w * al
+            if acc >= _ONE:
+                break
+        out_alpha[p] = acc
+        if with_depth:
+            out_z[p] = front
+            out_zback[p] = back
+
+
+@kernel(inline="always")
+def _over_pixel(a0, a1, alpha, has_alpha, colours, n_col, perm, use_perm, p, out_alpha, out_col):
+    """``_over_range`` for one pixel without depth (same arithmetic, runtime channel loop)."""
+    acc = _ZERO
+    for j in range(a0, a1):
+        s = perm[j] if use_perm else j
+        al = abs(alpha[s]) if has_alpha else _ONE
+        w = _ONE - acc
+        for k in range(n_col):
+            out_col[k, p] += w * colours[k][s]
+        acc += w * al
+        if acc >= _ONE:
+            break
+    out_alpha[p] = acc
+
+
+@kernel(parallel=True)
+def _flatten_over_kernel(
+    offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, z, zback, has_zback,
+    out_alpha, out_col, out_z, out_zback,
+):  # fmt: skip
+    npix = offsets.shape[0] - 1
+    nchunks = (npix + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        _over_range(
+            c * _CHUNK, min((c + 1) * _CHUNK, npix), offsets, alpha, has_alpha, colours, n_col, perm,
+            use_perm, with_depth, z, zback, has_zback, out_alpha, out_col, out_z, out_zback,
+        )  # fmt: skip
+
+
+@kernel(parallel=True)
+def _flatten_id_kernel(offsets, ids, alpha, has_alpha, perm, use_perm, out):
+    npix = offsets.shape[0] - 1
+    for p in prange(npix):
+        value = np.uint32(0)
+        for j in range(offsets[p], offsets[p + 1]):
+            s = perm[j] if use_perm else j
+            al = abs(alpha[s]) if has_alpha else _ONE
+            if al > _ZERO:
+                value = ids[s]
+                break
+        out[p] = value
+
+
+@kernel(parallel=True)
+def _untidy_kernel(offsets, z, zback, perm, use_perm, out):
+    """out[p] = 1 when the (depth-sorted) pixel p is not tidy: overlapping volumes, a
+    point inside a volume or at a volume's front but stored after it, or coincident
+    points. Pixels with a non-finite Z or ZBack are left at 0: the split rules cannot
+    place such samples, so they keep the plain over."""
+    npix = offsets.shape[0] - 1
+    for p in prange(npix):
+        max_vol_back = -_INF32
+        last_point = np.float32(np.nan)
+        overlap = False
+        for j in range(offsets[p], offsets[p + 1]):
+            s = perm[j] if use_perm else j
+            zf = z[s]
+            zb = zback[s]
+            if not (zf - zf == _ZERO and zb - zb == _ZERO):  # inf or NaN
+                overlap = False
+                break
+            overlap |= zf < max_vol_back
+            if zb > zf:
+                max_vol_back = max(max_vol_back, zb)
+            else:
+                overlap |= zf == last_point
+                last_point = zf
+        out[p] = overlap
+
+
+@kernel
+def _sort_f64(v: np.ndarray, n: np.int64) -> None:
+    """In-place ascending sort of v[:n]: insertion sort when small, else heap sort."""
+    if n < 2:
+        return
+    if n <= 32:
+        for i in range(1, n):
+            x = v[i]
+            j = i - 1
+            while j >= 0 and v[j] > x:
+                v[j + 1] = v[j]
+                j -= 1
+            v[j + 1] = x
+        return
+    # heapify
+    for start in range((n - 2) // 2, -1, -1):
+        root = start
+        while True:
+            child = 2 * root + 1
+            if child >= n:
+                break
+            if child + 1 < n and v[child] < v[child + 1]:
+                child += 1
+            if v[root] < v[child]:
+                v[root], v[child] = v[child], v[root]
+                root = child
+            else:
+                break
+    for end in range(n - 1, 0, -1):
+        v[0], v[end] = v[end], v[0]
+        root = 0
+        while True:
+            child = 2 * root + 1
+            if child >= end:
+                break
+            if child + 1 < end and v[child] < v[child + 1]:
+                child += 1
+            if v[root] < v[child]:
+                v[root], v[child] = v[child], v[root]
+                root = child
+            else:
+                break
+
+
+@kernel(inline="always")
+def _merge_add(i, x, src, opaque, nlog, ratio, colours, n_col, state, sum_cv, sum_opaque):
+    """Add the fraction ``x`` (1 for a point) of sample ``i`` to the slot being merged.
+
+    The N-way form of the document's merge: with ``u = -log(1 - a)`` (additive over
+    pieces and over merged samples) a piece of fraction ``x`` has ``u' = x u`` and
+    contributes ``c * u' / a`` (``c * x`` when ``a == 0``) to the weighted colour sum; opaque
+    pieces are averaged. state = [n_pieces, n_opaque, sum_u]."""
+    state[0] += 1.0
+    s = src[i]
+    if opaque[i]:
+        state[1] += 1.0
+        for k in range(n_col):
+            sum_opaque[k] += colours[k][s]
+        return
+    state[2] += x * nlog[i]
+    f = x * ratio[i]
+    for k in range(n_col):
+        sum_cv[k] += colours[k][s] * f
+
+
+@kernel(inline="always")
+def _merge_composite(state, sum_cv, sum_opaque, n_col, acc, p, out_col):
+    """Finish the merged slot, composite it under ``acc`` (float32), reset the slot;
+    returns the new accumulated alpha. Merged alpha ``1 - exp(-sum u)``, merged colour
+    ``sum(c u / a) * alpha / sum u`` (the document's ``w``), or the mean of opaque pieces."""
+    if state[0] == 0.0:
+        return acc
+    w = _ONE - acc
+    if state[1] > 0.0:
+        am = _ONE
+        for k in range(n_col):
+            out_col[k, p] += w * np.float32(sum_opaque[k] / state[1])
+    else:
+        u = state[2]
+        a64 = -math.expm1(-u)
+        am = np.float32(a64)
+        wm = a64 / u if u > 0.0 else 1.0
+        for k in range(n_col):
+            out_col[k, p] += w * np.float32(sum_cv[k] * wm)
+    for k in range(n_col):
+        sum_cv[k] = 0.0
+        sum_opaque[k] = 0.0
+    state[0] = 0.0
+    state[1] = 0.0
+    state[2] = 0.0
+    return acc + w * am
+
+
+@kernel(parallel=True)
+def _flatten_split_kernel(
+    offsets, pixels, z, zback, alpha, has_alpha, colours, n_col, perm, use_perm, max_count, out_alpha, out_col
+):
+    """Recomposite the listed (untidy) pixels with volume splitting and merging.
+
+    Samples are split at every Z/ZBack boundary of the pixel (a sweep over the sorted
+    boundaries with the set of volumes that cover each interval); at each boundary the
+    point samples there, then the volume pieces over the next interval, are merged and
+    composited. Piece alpha ``1 - (1 - a)**x`` is never formed: the merge only needs
+    ``u = -x log(1 - a)``. Pixels with a non-finite alpha keep the plain over result."""
+    npix = pixels.shape[0]
+    nchunks = (npix + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        zs = np.empty(max_count, np.float64)
+        bs = np.empty(max_count, np.float64)
+        inv_t = np.empty(max_count, np.float64)
+        nlog = np.empty(max_count, np.float64)
+        ratio = np.empty(max_count, np.float64)
+        opaque = np.empty(max_count, np.bool_)
+        src = np.empty(max_count, np.int64)
+        active = np.empty(max_count, np.int64)
+        backs = np.empty(max_count, np.float64)
+        bnd = np.empty(2 * max_count, np.float64)
+        state = np.zeros(3, np.float64)
+        sum_cv = np.zeros(max(n_col, 1), np.float64)
+        sum_opaque = np.zeros(max(n_col, 1), np.float64)
+        for q in range(c * _CHUNK, min((c + 1) * _CHUNK, npix)):
+            p = pixels[q]
+            a0 = offsets[p]
+            a1 = offsets[p + 1]
+            finite = True
+            if has_alpha:
+                for j in range(a0, a1):
+                    if not np.isfinite(alpha[perm[j] if use_perm else j]):
+                        finite = False
+            if not finite:
+                continue
+            for k in range(n_col):
+                out_col[k, p] = _ZERO
+            n = a1 - a0
+            nv = 0
+            for i in range(n):
+                s = perm[a0 + i] if use_perm else a0 + i
+                src[i] = s
+                zs[i] = z[s]
+                bs[i] = max(zback[s], z[s])
+                a = min(abs(np.float64(alpha[s])), 1.0) if has_alpha else 1.0
+                opaque[i] = a >= 1.0
+                if a >= 1.0:
+                    nlog[i] = np.inf
+                    ratio[i] = 1.0
+                elif a > 0.0:
+                    nlog[i] = -math.log1p(-a)
+                    ratio[i] = nlog[i] / a
+                else:
+                    nlog[i] = 0.0
+                    ratio[i] = 1.0
+                if bs[i] > zs[i]:
+                    inv_t[i] = 1.0 / (bs[i] - zs[i])
+                    backs[nv] = bs[i]
+                    nv += 1
+            # boundaries: the fronts (already sorted) merged with the sorted volume backs
+            _sort_f64(backs, nv)
+            nb = 0
+            i = 0
+            j = 0
+            while i < n or j < nv:
+                if j >= nv or (i < n and zs[i] <= backs[j]):
+                    b = zs[i]
+                    i += 1
+                else:
+                    b = backs[j]
+                    j += 1
+                if nb == 0 or b != bnd[nb - 1]:
+                    bnd[nb] = b
+                    nb += 1
+            acc = _ZERO
+            nxt = 0
+            n_active = 0
+            for kb in range(nb):
+                lo = bnd[kb]
+                # volumes that end at lo are done
+                keep = 0
+                for i in range(n_active):
+                    if bs[active[i]] > lo:
+                        active[keep] = active[i]
+                        keep += 1
+                n_active = keep
+                # samples starting at lo: points merge here, volumes become active
+                while nxt < n and zs[nxt] <= lo:
+                    if bs[nxt] > zs[nxt]:
+                        active[n_active] = nxt
+                        n_active += 1
+                    else:
+                        _merge_add(
+                            nxt, 1.0, src, opaque, nlog, ratio, colours, n_col, state, sum_cv, sum_opaque
+                        )
+                    nxt += 1
+                acc = _merge_composite(state, sum_cv, sum_opaque, n_col, acc, p, out_col)
+                if acc >= _ONE:
+                    break
+                if kb + 1 < nb and n_active > 0:
+                    hi = bnd[kb + 1]
+                    for i in range(n_active):
+                        v = active[i]
+                        x = (hi - lo) * inv_t[v]
+                        _merge_add(v, x, src, opaque, nlog, ratio, colours, n_col, state, sum_cv, sum_opaque)
+                    acc = _merge_composite(state, sum_cv, sum_opaque, n_col, acc, p, out_col)
+                    if acc >= _ONE:
+                        break
+            out_alpha[p] = acc
+
+
+# --------------------------------------------------------------------------- flatten
+
+
+def flatten(
+    image: DeepImage,
+    channels: list[str] | None = None,
+    *,
+    split_volumes: bool = False,
+    sort: bool = False,
+) -> dict[str, np.ndarray]:
+    """Composite every pixel's samples front to back into flat ``(height, width)`` arrays.
+
+    The samples must already be in depth order (``sort_samples``; the reader sorts at
+    load) unless ``sort=True``, which composites in ``depth_order`` without copying the
+    channels. For each sample, premultiplied: ``out_c += (1 - acc) * c`` and
+    ``acc += (1 - acc) * |a|`` in float32 (as OpenImageIO/OpenEXR do), with ``a`` the
+    channel's associated alpha (``associated_alpha``); a pixel stops once ``acc >= 1``:
+    later samples are hidden (with ``acc == 1`` they would add exactly zero, and a NaN or
+    inf behind an opaque sample does not leak through). Outputs, float32 unless said:
+
+    * an alpha channel: its accumulated alpha;
+    * a colour or auxiliary channel: its composite; with no associated alpha the channel
+      is treated as opaque (the front-most sample's value); 0 for empty pixels;
+    * ``Z``: the ``Z`` of the front-most sample with ``|A| > 0`` (any sample if the image
+      has no ``A``); ``ZBack``: the back (``max(Z, ZBack)``) of the last such sample
+      composited before ``acc`` reached 1. Both are ``inf`` for pixels with no such sample;
+    * a UINT (id) channel, only when asked for by name: uint32, the id of the front-most
+      sample with ``|alpha| > 0``, else 0.
+
+    ``channels=None`` flattens every non-UINT channel. ``split_volumes=True`` makes the
+    colour/alpha result exact for overlapping samples (OpenEXR "Interpreting Deep Pixels"):
+    in pixels that are not tidy, volume samples (``ZBack > Z``) are split at every
+    depth boundary (sub-piece alpha ``1 - (1 - a)**t``, colour scaled by the alpha ratio,
+    or by ``t`` when ``a == 0``), coincident pieces are merged with the log rule (pieces
+    with alpha 1: the mean of their colours), then composited. Alpha is clamped to
+    [0, 1] there; pixels with non-finite Z, ZBack or alpha, and tidy pixels, use the
+    plain over, so the two modes agree exactly when nothing overlaps. Depth outputs are
+    the same in both modes.
+    """
+    available = image.channels
+    names = list(available) if channels is None else list(channels)
+    for name in names:
+        if name not in available:
+            raise SelectionError(f"no channel {name!r} in this deep image")
+    if channels is None:
+        names = [n for n in names if available[n].dtype != np.uint32]
+
+    h, w = image.height, image.width
+    npix = h * w
+    offsets = image.offsets
+    z = available.get("Z")
+    zback = available.get("ZBack")
+
+    perm = np.empty(0, np.int64)
+    use_perm = False
+    if sort and z is not None and not is_depth_sorted(offsets, z, zback):
+        perm = depth_order(offsets, z, zback)
+        use_perm = True
+
+    def f32(arr: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+    result: dict[str, np.ndarray] = {}
+    groups: dict[str | None, list[str]] = {}
+    alpha_outputs: set[str] = set()
+    ids: list[str] = []
+    depth_wanted = False
+    for name in names:
+        if name in DEPTH_NAMES:
+            depth_wanted = True
+        elif available[name].dtype == np.uint32:
+            ids.append(name)
+        elif _split_name(name)[1] in ALPHA_BASE_NAMES:
+            alpha_outputs.add(name)
+            groups.setdefault(name, [])
+        else:
+            groups.setdefault(associated_alpha(name, available), []).append(name)
+
+    dummy = np.zeros(1, np.float32)
+    zf = f32(z if z is not None else available.get("ZBack", dummy))
+    zb = f32(zback) if zback is not None else zf
+    has_zback = zback is not None
+    untidy = np.empty(0, np.int64)
+    if split_volumes and z is not None and npix:
+        flags = np.empty(npix, np.uint8)
+        _untidy_kernel(offsets, zf, zb, perm, use_perm, flags)
+        untidy = np.flatnonzero(flags).astype(np.int64)
+    max_count = _max_count(offsets) if untidy.shape[0] else 0
+    # Z and ZBack come out of the pass over the base alpha's group (same stop rule).
+    depth_alpha = "A" if "A" in available else None
+    if depth_wanted and depth_alpha not in groups:
+        groups[depth_alpha] = []
+    out_z = np.full(npix, np.inf, np.float32)
+    out_zback = np.full(npix, np.inf, np.float32)
+    for alpha_name, cols in groups.items():
+        has_alpha = alpha_name is not None
+        alpha = f32(available[alpha_name]) if has_alpha else dummy
+        n_col = len(cols)
+        # no colour channel: composite a stand-in of the right length into a discarded row
+        colours = tuple(f32(available[n]) for n in cols) if cols else (alpha if has_alpha else zf,)
+        out_alpha = np.empty(npix, np.float32)
+        out_col = np.zeros((max(n_col, 1), npix), np.float32)
+        with_depth = depth_wanted and alpha_name == depth_alpha
+        if npix:
+            _flatten_over_kernel(
+                offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, zf, zb, has_zback,
+                out_alpha, out_col, out_z, out_zback,
+            )  # fmt: skip
+        if untidy.shape[0]:
+            _flatten_split_kernel(
+                offsets, untidy, zf, zb, alpha, has_alpha, colours, n_col, perm, use_perm, max_count,
+                out_alpha, out_col,
+            )  # fmt: skip
+        for k, n in enumerate(cols):
+            result[n] = out_col[k].reshape(h, w)
+        if alpha_name in alpha_outputs:
+            result[alpha_name] = out_alpha.reshape(h, w)
+    if "Z" in names:
+        result["Z"] = out_z.reshape(h, w)
+    if "ZBack" in names:
+        result["ZBack"] = out_zback.reshape(h, w)
+
+    for name in ids:
+        alpha_name = associated_alpha(name, available)
+        out = np.zeros(npix, np.uint32)
+        if npix:
+            _flatten_id_kernel(
+                offsets, np.ascontiguousarray(available[name]),
+                f32(available[alpha_name]) if alpha_name is not None else dummy, alpha_name is not None,
+                perm, use_perm, out,
+            )  # fmt: skip
+        result[name] = out.reshape(h, w)
+
+    return {name: result[name] for name in names}

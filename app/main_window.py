@@ -13,19 +13,30 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from app.controller import DocumentController
+from app.crypto_model import CryptoModel
+from app.deepid_model import DeepIdModel
 from app.document import DocumentModel
 from app.settings import ViewerSettings
 from widgets.channel_list import ChannelList
+from widgets.crypto_canvas import CryptoCanvasTool
 from widgets.deep_graph import DeepGraph
+from widgets.deepid_overlay import DeepIdOverlay
+from widgets.id_stack import IdStackView
+from widgets.idmanifest_panel import IdManifestPanel
 from widgets.image_canvas import ImageCanvas
+from widgets.manifest_panel import ManifestPanel as CryptoManifestPanel
+from widgets.matte_panel import MattePanel
 from widgets.message_banner import MessageBanner
 from widgets.part_selector import PartSelector
 from widgets.pixel_readout import PixelReadout
@@ -83,6 +94,47 @@ class MainWindow(QMainWindow):
                                        Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.view_dock], [270], Qt.Orientation.Horizontal)
         self.resizeDocks([self.graph_dock], [300], Qt.Orientation.Vertical)
+
+        # Deep IDs: its own model (manifest, selection, mask), the panel dock, the canvas overlay and picking
+        self.deepid_model = DeepIdModel(self.model, pool=self.controller.pool, parent=self)
+        self.idmanifest_panel = IdManifestPanel(self.deepid_model)
+        self.deepid_dock = self._dock("Deep IDs", "deepid_dock", self.idmanifest_panel,
+                                      Qt.DockWidgetArea.RightDockWidgetArea)
+        self.deepid_overlay = DeepIdOverlay(self.canvas, self.deepid_model, active=self.idmanifest_panel.isVisible,
+                                            parent=self)
+        self.deepid_model.sources_changed.connect(lambda sources: sources and self.deepid_dock.raise_())
+        self.sample_table.add_column_provider(self.deepid_model.sample_columns)
+        self.deep_graph.set_sample_emphasis(self.deepid_model.profile_selected)
+        self.deepid_model.selection_changed.connect(lambda _s: self.sample_table.refresh())
+        self.deepid_model.selection_changed.connect(lambda _s: self.deep_graph.refresh(autorange=False))
+        self.deepid_model.export_finished.connect(lambda _p, text: self.statusBar().showMessage(text, 15000))
+        self.deepid_model.export_failed.connect(lambda _p, text: self.show_error(text))
+        self.resizeDocks([self.deepid_dock], [380], Qt.Orientation.Horizontal)
+
+        # Cryptomatte: its own model (layers, selection per layer, matte, preview), one dock with the matte
+        # panel, the manifest panel and the id stack (tabbed with Deep IDs: only the shown tab picks)
+        self.crypto_model = CryptoModel(self.model, parent=self)
+        self.matte_panel = MattePanel(self.crypto_model)
+        self.crypto_manifest_panel = CryptoManifestPanel(self.crypto_model)
+        self.id_stack = IdStackView(self.crypto_model, self.model)
+        crypto_splitter = QSplitter(Qt.Orientation.Vertical)
+        crypto_splitter.setObjectName("crypto_splitter")
+        for widget, stretch in ((self.matte_panel, 0), (self.crypto_manifest_panel, 3), (self.id_stack, 1)):
+            crypto_splitter.addWidget(widget)
+            crypto_splitter.setStretchFactor(crypto_splitter.count() - 1, stretch)
+        crypto_splitter.setSizes([self.matte_panel.sizeHint().height(), 500, 260])
+        crypto_scroll = QScrollArea()  # a small window scrolls the panels rather than growing
+        crypto_scroll.setWidgetResizable(True)
+        crypto_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        crypto_scroll.setWidget(crypto_splitter)
+        self.crypto_dock = self._dock("Cryptomatte", "crypto_dock", crypto_scroll,
+                                      Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.deepid_dock, self.crypto_dock)
+        self.crypto_tool = CryptoCanvasTool(self.canvas, self.crypto_model, dock=self.crypto_dock, parent=self)
+        self.crypto_model.layers_changed.connect(lambda layers: layers and self.crypto_dock.raise_())
+        self.crypto_model.export_finished.connect(
+            lambda _r: self.statusBar().showMessage(self.crypto_model.message, 15000))
+        self.crypto_model.export_failed.connect(lambda text: self.show_error(f"Cryptomatte export: {text}"))
 
         # status bar
         self.readout = PixelReadout(self.model)
@@ -178,6 +230,9 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         for dock in (self.view_dock, self.graph_dock, self.samples_dock):
             view_menu.addAction(dock.toggleViewAction())
+        view_menu.addAction(self.deepid_dock.toggleViewAction())
+        view_menu.addAction(self.crypto_dock.toggleViewAction())
+        self._build_crypto_menu(bar)
 
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self._action("&Keys and Mouse", self._show_help))
@@ -246,7 +301,26 @@ class MainWindow(QMainWindow):
             "E / Shift+E: exposure up / down · Ctrl+Shift+E: reset\n"
             "F5 / Ctrl+R: reload · Ctrl+O: open · drop a file on the window to open it\n"
             "Deep graph: wheel/drag zoom and pan the depth axis; hover a sample to find its row\n"
-            "Samples: Ctrl+C copies the rows (or the selected rows) as CSV"))
+            "Samples: Ctrl+C copies the rows (or the selected rows) as CSV\n"
+            "Deep IDs: with Pick on, a click adds the ids of the front visible sample (in the panel's current "
+            "tab), Ctrl+click or Alt+click removes them; the graph and samples still follow the click\n"
+            "Cryptomatte: with Pick on (K) and its panel shown, a click adds the highest-coverage id not yet in "
+            "the matte, Ctrl+click or Alt+click removes one; the click still inspects the pixel"))
+
+    # ------------------------------------------------------------------ Cryptomatte menu
+    def _build_crypto_menu(self, bar) -> None:
+        c, panel = self.crypto_model, self.matte_panel
+        self.crypto_pick_action = self._action("&Pick Ids on Click", c.set_picking, ["K"], checkable=True,
+                                               tip="Clicks on the image add ids to the matte (Ctrl/Alt+click removes)")
+        self.crypto_pick_action.setChecked(c.picking)
+        c.picking_changed.connect(self.crypto_pick_action.setChecked)
+        menu = bar.addMenu("&Cryptomatte")
+        menu.addAction(self.crypto_pick_action)
+        menu.addAction(self._action("&Copy Matte List", panel.copy_matte_list, ["Ctrl+Shift+C"]))
+        menu.addAction(self._action("C&lear Matte", c.clear_selection))
+        menu.addSeparator()
+        menu.addAction(self._action("&Export Matte…", panel.export_matte_dialog, ["Ctrl+Shift+M"]))
+        menu.addAction(self._action("Export &Every Id…", panel.export_all_dialog))
 
     # ------------------------------------------------------------------ drag and drop
     @staticmethod
@@ -276,5 +350,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.settings.save_window(self)
+        self.deepid_model.shutdown()
+        self.crypto_model.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

@@ -27,6 +27,8 @@ CHANNEL_COLOURS = {"R": QColor(235, 70, 70), "G": QColor(80, 210, 90), "B": QCol
                    "A": QColor(240, 210, 40)}
 ACCUMULATED_COLOUR = QColor(235, 235, 235)
 HOVER_RADIUS_PX = 10.0
+SELECTED_COLOUR = QColor(255, 150, 30)
+DIMMED_ALPHA = 60
 SLOTS = ("R", "G", "B", "A")
 
 
@@ -153,6 +155,12 @@ class DeepGraph(QWidget):
         self.pinned_profile: PixelProfile | None = None
         self.slots: dict[str, str] = {}
 
+        # selection emphasis (Deep IDs): rings on selected samples, the others dimmed
+        self.emphasis_provider = None  # provider(image, profile) -> bool per sample | None
+        self.emphasis: np.ndarray | None = None
+        self.selection_marker = pg.ScatterPlotItem(size=15, pen=_pen(SELECTED_COLOUR, 2.0), brush=None, symbol="o")
+        self.plot.addItem(self.selection_marker)
+
         # pyqtgraph makes its context menus without a parent: tie them to this widget so they go with it
         for plot in (self.bar_plot, self.plot):
             for menu in (plot.ctrlMenu, plot.getViewBox().menu):
@@ -181,8 +189,10 @@ class DeepGraph(QWidget):
         pinned = model.pinned_pixel
         self.pinned_profile = (pixel_profile(image, *pinned, model.tone)
                                if deep and pinned is not None and pinned != pixel else None)
+        self._clear_emphasis()
         self._update_items()
         self._update_header(image, pixel, deep)
+        self._apply_emphasis()
         self._on_hovered_sample_changed(model.hovered_sample)
         if autorange:
             self.plot.enableAutoRange(axis="xy")
@@ -286,6 +296,61 @@ class DeepGraph(QWidget):
         x1 = np.maximum(x1, z + minimum)
         brushes = [pg.mkBrush(QColor(int(c[0]), int(c[1]), int(c[2]))) for c in prof.colours]
         bar.setOpts(x0=z, x1=x1, y0=np.full(prof.count, y0), height=np.full(prof.count, 1.0), brushes=brushes)
+
+    # ------------------------------------------------------------------ selection emphasis
+    def set_sample_emphasis(self, provider) -> None:
+        """Highlight some samples: ``provider(image, profile)`` returns a bool per sample (depth order) or None.
+
+        Selected samples get a ring, the others are dimmed (markers and colour bar). Call
+        ``refresh(autorange=False)`` when what the provider returns changes.
+        """
+        self.emphasis_provider = provider
+        self.refresh(autorange=False)
+
+    def _clear_emphasis(self) -> None:
+        """Plain markers again (before new data: per-sample pens of another pixel would not fit it)."""
+        for slot, curve in self.curves.items():
+            if isinstance(curve.opts.get("symbolPen"), list):
+                curve.opts["symbolPen"] = _pen(CHANNEL_COLOURS[slot], 1.5)
+        self.selection_marker.setData([], [])
+
+    def _apply_emphasis(self) -> None:
+        prof = self.profile
+        chosen = None
+        if self.emphasis_provider is not None and prof is not None and prof.count:
+            chosen = self.emphasis_provider(self.model.image, prof)
+        self.emphasis = None if chosen is None else np.asarray(chosen, dtype=bool)
+        if self.emphasis is None or self.emphasis.shape != (prof.count,):
+            self.emphasis = None
+            self.selection_marker.setData([], [])
+            return
+        sel = self.emphasis
+        xs, ys = [], []
+        for slot, name in self.slots.items():
+            values = prof.values[name].astype(np.float64)
+            if slot == "A":
+                values = np.abs(values)
+            colour = CHANNEL_COLOURS[slot]
+            dim = QColor(colour)
+            dim.setAlpha(DIMMED_ALPHA)
+            # through setData, so the styles survive the curve's own redraws
+            self.curves[slot].setData(prof.z.astype(np.float64), values,
+                                      symbolPen=[_pen(colour if s else dim, 1.5) for s in sel],
+                                      symbolBrush=[pg.mkBrush(BACKGROUND) if v else pg.mkBrush(colour if s else dim)
+                                                   for s, v in zip(sel, prof.is_volume, strict=True)])
+            xs.extend(prof.z[sel].astype(np.float64).tolist())
+            ys.extend(values[sel].tolist())
+        self.selection_marker.setData(xs, ys)
+        bar_brushes = []
+        for s, c in zip(sel, prof.colours, strict=True):
+            colour = QColor(int(c[0]), int(c[1]), int(c[2]))
+            if not s:
+                colour = colour.darker(300)
+            bar_brushes.append(pg.mkBrush(colour))
+        if prof.count:
+            self.colour_bar.setOpts(brushes=bar_brushes)
+        n = int(sel.sum())
+        self.header.setText(self.header.text() + f"   · {n} selected sample{'s' if n != 1 else ''} (Deep IDs)")
 
     # ------------------------------------------------------------------ hover
     def sample_at(self, scene_pos: QPointF) -> int | None:

@@ -89,18 +89,23 @@ class SampleTableModel(QAbstractTableModel):
         return out.getvalue()
 
 
-def deep_table(image: DeepImage, profile: PixelProfile) -> tuple[list[str], list[list[str]], list[list[str]]]:
-    """Headers and rows (display text and CSV text) for the samples of one deep pixel."""
+def deep_table(image: DeepImage, profile: PixelProfile, extra: list[tuple[str, list[str]]] | None = None,
+               ) -> tuple[list[str], list[list[str]], list[list[str]]]:
+    """Headers and rows (display text and CSV text) for the samples of one deep pixel.
+
+    ``extra`` columns (header, one text per sample) come right after the sample kind.
+    """
     names = [c for c in DEPTH_COLUMNS if c in profile.values]
     names += [c for layer in group_channels(image.channels) for c in layer.channels if c not in DEPTH_COLUMNS]
-    headers = ["#", "kind", *names]
+    extra = list(extra or [])
+    headers = ["#", "kind", *(h for h, _ in extra), *names]
     if profile.accumulated is not None:
         headers.append("opacity")
     rows, csv_rows = [], []
     for i in range(profile.count):
         kind = "volume" if profile.is_volume[i] else "point"
-        row = [str(i), kind]
-        crow = [str(i), kind]
+        row = [str(i), kind, *(texts[i] for _, texts in extra)]
+        crow = list(row)
         for name in names:
             v = profile.values[name][i]
             row.append(format_value(v, image.pixel_types.get(name)))
@@ -163,6 +168,7 @@ class SampleTable(QWidget):
         self.addAction(self.copy_action)
 
         self.profile: PixelProfile | None = None
+        self.column_providers: list = []  # provider(image, profile) -> [(header, texts)]: see add_column_provider
         for signal in (model.document_changed, model.part_changed, model.pixel_changed):
             signal.connect(self.refresh)
         model.hovered_sample_changed.connect(self._on_hovered_sample_changed)
@@ -183,7 +189,8 @@ class SampleTable(QWidget):
             return
         if isinstance(image, DeepImage):
             self.profile = pixel_profile(image, *pixel, model.tone)
-            self.table_model.set_table(*deep_table(image, self.profile))
+            extra = [col for provider in self.column_providers for col in provider(image, self.profile)]
+            self.table_model.set_table(*deep_table(image, self.profile, extra))
             n = self.profile.count
             self.caption.setText(f"Pixel ({pixel[0]}, {pixel[1]}): {n} sample{'s' if n != 1 else ''}, "
                                  "front to back")
@@ -191,6 +198,16 @@ class SampleTable(QWidget):
             self.table_model.set_table(*flat_table(image, *local))
             self.caption.setText(f"Pixel ({pixel[0]}, {pixel[1]}): flat part, {len(image.channels)} channels")
         self._on_hovered_sample_changed(model.hovered_sample)
+
+    # ------------------------------------------------------------------ extra columns (features add theirs)
+    def add_column_provider(self, provider) -> None:
+        """Add columns after the sample kind: ``provider(image, profile) -> [(header, [text per sample])]``.
+
+        Features (Deep IDs: the names of each sample's ids) add theirs; call :meth:`refresh` when
+        what they show changes.
+        """
+        self.column_providers.append(provider)
+        self.refresh()
 
     # ------------------------------------------------------------------ hover
     def _on_hovered_sample_changed(self, index) -> None:

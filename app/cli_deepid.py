@@ -35,8 +35,6 @@ from core.model import DeepImage, Part, PixelType
 EXIT_OK = 0
 EXIT_ERROR = 2
 
-_COPYABLE_TYPES = {"string", "stringvector", "int", "float", "box2i", "v2i", "v2f", "v3i", "v3f", "m33f", "m44f"}
-
 SELECT_EPILOG = """\
 terms (as OpenEXR's deepidselect; a sample must match every --and group, and any term of a group):
   blue                substring of any component of any manifest entry
@@ -125,20 +123,6 @@ def _deep_part(path: str, index: int | None) -> tuple[Part, IdManifest | None]:
     return part, manifest
 
 
-def _copy_attributes(part: Part) -> dict:
-    """The input header's attributes the writer can carry over unchanged."""
-    from core.writer import RESERVED_ATTRIBUTES
-
-    out = {}
-    for name, attr in part.header.attributes.items():
-        if name in RESERVED_ATTRIBUTES or attr.type_name not in _COPYABLE_TYPES:
-            continue
-        if attr.type_name == "stringvector" and not attr.value:
-            continue
-        out[name] = attr.value
-    return out
-
-
 def _check_output(output: str, source: str) -> None:
     """Refuse, before any work, to write over the file being read."""
     try:
@@ -166,7 +150,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from core.writer import write_deep, write_flat
+    from core.writer import carry_over_attributes, write_deep, write_flat
 
     groups = split_and(args.terms)
     for extra in args.and_groups:
@@ -198,7 +182,7 @@ def _select(args: argparse.Namespace) -> int:
         subset = deep_select(image, selected)
         id_manifest = manifest if manifest is not None and manifest.source == "idManifest" else None
         compression = part.header.compression if part.header.compression in ("NONE", "RLE", "ZIPS") else "ZIPS"
-        write_deep(args.output, subset, compression=compression, attributes=_copy_attributes(part),
+        write_deep(args.output, subset, compression=compression, attributes=carry_over_attributes(part.header),
                    id_manifest=id_manifest, source=args.file)
         print(f"wrote {args.output}: {subset.total_samples} of {image.total_samples} samples")
     return EXIT_OK

@@ -435,8 +435,7 @@ def export_mask_job(path: str, source: str, image: Image, selection: IdSelection
 def export_deep_job(path: str, source: str, image: DeepImage, selection: IdSelection, header_part,
                     manifest: IdManifest | None, progress, cancelled) -> str:
     """Write the selected samples as a deep EXR (input compression when deep-legal, its attributes and manifest)."""
-    from app.cli_deepid import _copy_attributes  # the same header carry-over as ``deepscope select``
-    from core.writer import write_deep
+    from core.writer import carry_over_attributes, write_deep  # the header carry-over of ``deepscope select``
 
     selected = select_samples(image, selection)
     subset = deep_select(image, selected)
@@ -444,7 +443,7 @@ def export_deep_job(path: str, source: str, image: DeepImage, selection: IdSelec
     compression = header_part.header.compression
     compression = compression if compression in ("NONE", "RLE", "ZIPS") else "ZIPS"
     id_manifest = manifest if manifest is not None and manifest.source == "idManifest" else None
-    write_deep(path, subset, compression=compression, attributes=_copy_attributes(header_part),
+    write_deep(path, subset, compression=compression, attributes=carry_over_attributes(header_part.header),
                id_manifest=id_manifest, source=source)
     return f"wrote {path}: {subset.total_samples} of {image.total_samples} samples"
 

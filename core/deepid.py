@@ -31,6 +31,7 @@ in double, as in the C++ (``1.0`` is a double literal there), so the result is b
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ class Term:
         if self.kind == "exact":
             return value == self.pattern
         if self.kind == "glob":
-            return re.fullmatch(_glob_regex(self.pattern), value, re.DOTALL) is not None
+            return _glob_regex(self.pattern).fullmatch(value) is not None
         return False
 
 
@@ -193,9 +194,11 @@ class Query:
         return " --and ".join(" ".join(t.text for t in g) for g in self.groups)
 
 
-def _glob_regex(pattern: str) -> str:
-    """A regular expression for a pattern where only ``*`` and ``?`` are special."""
-    return "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+@functools.lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern:
+    """The compiled expression of a pattern where only ``*`` and ``?`` are special (cached by pattern)."""
+    text = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.compile(text, re.DOTALL)
 
 
 def parse_term(text: str) -> Term:

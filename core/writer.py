@@ -149,6 +149,23 @@ def _remove(tmp: Path) -> None:
 # --------------------------------------------------------------------------- header values
 
 
+#: Attribute types the writer can carry from an input header to an output unchanged.
+COPYABLE_TYPES = frozenset({"string", "stringvector", "int", "float", "box2i", "v2i", "v2f", "v3i", "v3f", "m33f",
+                            "m44f"})
+
+
+def carry_over_attributes(header) -> dict[str, Any]:
+    """The attributes of an input ``PartHeader`` that an output derived from it should keep."""
+    out = {}
+    for name, attr in header.attributes.items():
+        if name in RESERVED_ATTRIBUTES or attr.type_name not in COPYABLE_TYPES:
+            continue
+        if attr.type_name == "stringvector" and not attr.value:
+            continue
+        out[name] = attr.value
+    return out
+
+
 def _box_value(box: Box) -> tuple[tuple[int, int], tuple[int, int]]:
     return ((int(box.xmin), int(box.ymin)), (int(box.xmax), int(box.ymax)))
 

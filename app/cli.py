@@ -112,21 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugin_registrars() -> list[Callable]:
-    """Subcommands that live next to the features they drive (matte, select, convert, ...)."""
-    out = []
-    try:
-        from app import cli_matte
+    """Subcommands that live next to the features they drive (matte, select, convert, defocus, recolor)."""
+    from app import cli_deepid, cli_matte, cli_preview
 
-        out.append(cli_matte.add_parser)
-    except ImportError:
-        pass
-    try:
-        from app import cli_deepid
-
-        out.append(cli_deepid.add_parsers)
-    except ImportError:
-        pass
-    return out
+    return [cli_matte.add_parser, cli_deepid.add_parsers, cli_preview.add_parsers]
 
 
 def _version() -> str:

@@ -234,7 +234,11 @@ def _validate(header: PartHeader, path: str, multipart: bool) -> None:
         "displayWindow": "box2i",
         "lineOrder": "lineOrder",
     }
-    for key, tname in expected_types.items():
+    optional_types = {"chunkCount": "int", "type": "string", "name": "string", "tiles": "tiledesc",
+                      "view": "string", "version": "int"}
+    for key, tname in list(expected_types.items()) + list(optional_types.items()):
+        if key not in header.attributes:
+            continue
         got = header.attributes[key].type_name
         if got != tname:
             raise ExrError(path, f"{where}: attribute {key!r} has type {got!r}, expected {tname!r}")

@@ -59,4 +59,7 @@ def run_gui(path: str | os.PathLike | None = None, argv: Sequence[str] | None = 
         window.open_file(path)
     else:
         window.open_demo("deep")
+    from app.warmup import start_kernel_warmup
+
+    start_kernel_warmup(window)  # cold numba cache (first start): compile in the background, progress shown
     return app.exec()

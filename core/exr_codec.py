@@ -1,10 +1,18 @@
-"""Block codecs and the fused scatter kernel of the EXR reader.
+"""Block codecs and the fused decode kernels of the EXR reader.
 
 OpenEXR's NONE, RLE, ZIPS and ZIP compressions share one layout once a block is
 inflated: a byte predictor and an even/odd byte interleave. Unpacked chunk data is, for
-each line, for each channel in header order, all the line's samples. The scatter kernel
-writes those values straight into one ``(channels, samples)`` uint32 block: float32 bits
+each line, for each channel in header order, all the line's samples. The scatter kernels
+write those values straight into one ``(channels, samples)`` uint32 block: float32 bits
 for HALF and FLOAT (HALF widened through a lookup table), plain uint32 for UINT.
+
+For RLE/ZIPS/ZIP chunks :func:`decode_scatter` runs one fused kernel that undoes the
+predictor, de-interleaves and scatters in a single pass over the inflated bytes (no
+intermediate buffers): every value of the unpacked stream starts at an even offset (all
+pixel types are 2 or 4 bytes), so its bytes are ``lo[m], hi[m](, lo[m+1], hi[m+1])`` of the
+interleaved halves, and the predictor runs as two independent running sums over the halves.
+Inflating releases the GIL (libdeflate through ``deflate``, else zlib), so chunks decode in
+parallel threads.
 """
 
 from __future__ import annotations
@@ -109,18 +117,25 @@ def decode_block(packed: bytes, unpacked_size: int, compression: str) -> np.ndar
         return np.frombuffer(packed, np.uint8)
     if len(packed) > unpacked_size:
         raise CodecError(f"packed block ({len(packed)} bytes) is larger than unpacked ({unpacked_size})")
+    tmp = _expand(packed, unpacked_size, compression)
+    if not tmp.flags.writeable:
+        tmp = tmp.copy()
+    out = np.empty(unpacked_size, np.uint8)
+    _unpredict_deinterleave_kernel(tmp, out)
+    return out
+
+
+def _expand(packed: bytes, unpacked_size: int, compression: str) -> np.ndarray:
+    """Inflate (ZIPS/ZIP) or run-length decode (RLE) a block to its predicted, interleaved bytes."""
     if compression in ("ZIPS", "ZIP"):
-        tmp = np.frombuffer(bytearray(inflate(packed, unpacked_size)), np.uint8)
-    elif compression == "RLE":
+        return np.frombuffer(inflate(packed, unpacked_size), np.uint8)
+    if compression == "RLE":
         tmp = np.empty(unpacked_size, np.uint8)
         written = _rle_decode_kernel(np.frombuffer(packed, np.uint8), tmp)
         if written != unpacked_size:
             raise CodecError(f"RLE block decodes to {max(written, 0)} bytes, expected {unpacked_size}")
-    else:
-        raise CodecError(f"compression {compression} is not decoded by Deepscope's reader")
-    out = np.empty(unpacked_size, np.uint8)
-    _unpredict_deinterleave_kernel(tmp, out)
-    return out
+        return tmp
+    raise CodecError(f"compression {compression} is not decoded by Deepscope's reader")
 
 
 @kernel
@@ -164,4 +179,71 @@ def scatter(raw: np.ndarray, line_counts: np.ndarray, line_starts: np.ndarray, c
             out: np.ndarray) -> None:
     """Scatter a chunk into the channel block; raises CodecError on a size mismatch."""
     if _scatter_kernel(raw, line_counts, line_starts, ch_sizes, HALF_TO_FLOAT_BITS, out) != 0:
+        raise CodecError("chunk data size does not match its sample counts")
+
+
+@kernel
+def _unpredict_scatter_kernel(src, line_counts, line_starts, ch_sizes, half_lut, out):
+    """Predictor, de-interleave and scatter in one pass (see the module docstring).
+
+    ``src`` holds the inflated (still predicted and interleaved) bytes of one chunk.
+    Returns 0, or -1 if ``src`` does not hold exactly the expected bytes.
+    """
+    nch = ch_sizes.shape[0]
+    total = 0
+    for l in range(line_counts.shape[0]):
+        for c in range(nch):
+            total += line_counts[l] * ch_sizes[c]
+    n = src.shape[0]
+    if total != n:
+        return -1
+    if n == 0:
+        return 0
+    half = (n + 1) // 2  # n is even: every value is 2 or 4 bytes
+    # the predicted stream is one running byte sum t[i] = t[i-1] + src[i] - 128; the high half
+    # starts from t[half - 1], which is the low half's sum (all arithmetic mod 256)
+    c128 = np.uint32(128)
+    ff = np.uint32(255)
+    hi = np.uint32(src[0])
+    for i in range(1, half):
+        hi += np.uint32(src[i]) + c128  # + 128 == - 128 (mod 256)
+    lo = c128  # so that the first low byte comes out as src[0]
+    m = 0
+    for l in range(line_counts.shape[0]):
+        cnt = line_counts[l]
+        start = line_starts[l]
+        for c in range(nch):
+            row = out[c, start : start + cnt]
+            if ch_sizes[c] == 2:
+                for k in range(cnt):
+                    lo += np.uint32(src[m]) + c128
+                    hi += np.uint32(src[half + m]) + c128
+                    m += 1
+                    row[k] = half_lut[(lo & ff) | ((hi & ff) << np.uint32(8))]
+            else:
+                for k in range(cnt):
+                    lo0 = lo + np.uint32(src[m]) + c128
+                    hi0 = hi + np.uint32(src[half + m]) + c128
+                    lo = lo0 + np.uint32(src[m + 1]) + c128
+                    hi = hi0 + np.uint32(src[half + m + 1]) + c128
+                    m += 2
+                    row[k] = ((lo0 & ff) | ((hi0 & ff) << np.uint32(8)) | ((lo & ff) << np.uint32(16))
+                              | ((hi & ff) << np.uint32(24)))
+    return 0
+
+
+def decode_scatter(packed: bytes, unpacked_size: int, compression: str, line_counts: np.ndarray,
+                   line_starts: np.ndarray, ch_sizes: np.ndarray, out: np.ndarray) -> None:
+    """Decode one chunk and scatter it into ``out[channel, sample]`` (see :func:`scatter`).
+
+    Same result as ``scatter(decode_block(...), ...)`` with one pass over the data for
+    RLE/ZIPS/ZIP. Raises :class:`CodecError` for a corrupt block or a size mismatch.
+    """
+    if unpacked_size == 0 or len(packed) == unpacked_size or compression == "NONE":
+        scatter(decode_block(packed, unpacked_size, compression), line_counts, line_starts, ch_sizes, out)
+        return
+    if len(packed) > unpacked_size:
+        raise CodecError(f"packed block ({len(packed)} bytes) is larger than unpacked ({unpacked_size})")
+    raw = _expand(packed, unpacked_size, compression)
+    if _unpredict_scatter_kernel(raw, line_counts, line_starts, ch_sizes, HALF_TO_FLOAT_BITS, out) != 0:
         raise CodecError("chunk data size does not match its sample counts")

@@ -10,17 +10,17 @@ one-line :class:`ExrError` and never a huge allocation or a crash.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import Cancelled, ExrError, UnsupportedError
-from core.exr_codec import MAX_RATIO, CodecError, decode_block, scatter
+from core.exr_codec import MAX_RATIO, CodecError, decode_block, decode_scatter
 from core.exr_header import LINES_PER_CHUNK, FileLayout, expected_chunk_count, level_sizes, parse_headers
 from core.model import DeepImage, ExrDocument, FlatImage, Part, PartHeader, PixelType
 
@@ -122,32 +122,39 @@ class _DeepChunk:
     y1: int
 
 
-def _deep_chunk_rects(header: PartHeader, src: _Source, table: np.ndarray, multipart: bool):
-    """Yield (chunk file offset, header fields) after checking each offset is in the file."""
-    dw = header.data_window
-    prefix = 4 if multipart else 0
-    if header.is_tiled:
-        tiles = header.tiles
-        lv0 = level_sizes(header)[0]
-        ntx, nty = lv0[2], lv0[3]
-        hdr_size = prefix + 16 + 24
-    else:
-        lines = LINES_PER_CHUNK.get(header.compression, 1)
-        hdr_size = prefix + 4 + 24
-    for k, off in enumerate(table):
-        off = int(off)
-        if off <= 0 or off + hdr_size > src.size:
+class _ChunkLayout:
+    """Where chunk headers are and how to read them, for one deep part."""
+
+    def __init__(self, header: PartHeader, multipart: bool):
+        self.header = header
+        self.multipart = multipart
+        self.prefix = 4 if multipart else 0
+        if header.is_tiled:
+            lv0 = level_sizes(header)[0]
+            self.ntx, self.nty = lv0[2], lv0[3]
+            self.hdr_size = self.prefix + 16 + 24
+        else:
+            self.lines = LINES_PER_CHUNK.get(header.compression, 1)
+            self.hdr_size = self.prefix + 4 + 24
+
+    def rect(self, src: _Source, k: int, off: int):
+        """(data position, (table packed, data packed, data unpacked), pixel rectangle) of chunk k,
+        or None for a tile of a lower resolution level; checks the offset and the rectangle."""
+        header, prefix = self.header, self.prefix
+        dw = header.data_window
+        if off <= 0 or off + self.hdr_size > src.size:
             raise ExrError(src.path, f"{header.label}: chunk {k} starts outside the file (truncated or incomplete)")
-        raw = src.read(off, hdr_size, f"chunk {k} header")
-        if multipart:
+        raw = src.read(off, self.hdr_size, f"chunk {k} header")
+        if self.multipart:
             (pnum,) = struct.unpack_from("<i", raw, 0)
             if pnum != header.index:
                 raise ExrError(src.path, f"{header.label}: chunk {k} belongs to part {pnum}")
         if header.is_tiled:
+            tiles = header.tiles
             tx, ty, lx, ly = struct.unpack_from("<iiii", raw, prefix)
             if (lx, ly) != (0, 0):
-                continue  # Deepscope shows the full-resolution level only
-            if not (0 <= tx < ntx and 0 <= ty < nty):
+                return None  # Deepscope shows the full-resolution level only
+            if not (0 <= tx < self.ntx and 0 <= ty < self.nty):
                 raise ExrError(src.path, f"{header.label}: chunk {k} names tile ({tx},{ty}) outside the image")
             x0, y0 = tx * tiles.x_size, ty * tiles.y_size
             x1, y1 = min(x0 + tiles.x_size, dw.width), min(y0 + tiles.y_size, dw.height)
@@ -155,64 +162,95 @@ def _deep_chunk_rects(header: PartHeader, src: _Source, table: np.ndarray, multi
         else:
             (y,) = struct.unpack_from("<i", raw, prefix)
             rel = y - dw.ymin
-            if rel < 0 or rel >= dw.height or rel % lines:
+            if rel < 0 or rel >= dw.height or rel % self.lines:
                 raise ExrError(src.path, f"{header.label}: chunk {k} names line {y} outside the data window")
-            x0, y0, x1, y1 = 0, rel, dw.width, min(rel + lines, dw.height)
+            x0, y0, x1, y1 = 0, rel, dw.width, min(rel + self.lines, dw.height)
             sizes = struct.unpack_from("<QQQ", raw, prefix + 4)
-        yield off + hdr_size, sizes, (x0, y0, x1, y1)
+        return off + self.hdr_size, sizes, (x0, y0, x1, y1)
 
 
-def _read_deep_counts(header, src, table, multipart, cancel):
-    """Pass 1: sample counts of every pixel, and where each chunk's data is."""
-    dw = header.data_window
+def _chunk_counts(layout: _ChunkLayout, src: _Source, k: int, off: int):
+    """Chunk k's header and sample counts: (chunk, per-pixel counts (h, w) int32), or None."""
+    header = layout.header
     comp = header.compression
     ratio = MAX_RATIO[comp]
+    found = layout.rect(src, k, off)
+    if found is None:
+        return None
+    pos, (table_packed, data_packed, data_unpacked), (x0, y0, x1, y1) = found
+    w, h = x1 - x0, y1 - y0
+    table_unpacked = w * h * 4
+    if header.is_tiled and table_packed > table_unpacked and comp == "NONE":
+        # OpenEXR writes uncompressed edge-tile count tables at the full tile size;
+        # the clipped table comes first and the rest is padding.
+        full = header.tiles.x_size * header.tiles.y_size * 4
+        table_packed_read = table_unpacked if table_packed == full else -1
+    else:
+        table_packed_read = table_packed
+    if (table_packed_read < 0 or table_packed_read > table_unpacked
+            or pos + table_packed + data_packed > src.size):
+        raise ExrError(src.path, f"{header.label}: chunk {k} sizes exceed the file (truncated or corrupt)")
+    if data_unpacked > ratio * max(data_packed, 1):
+        raise ExrError(src.path, f"{header.label}: chunk {k} claims {data_unpacked} bytes of samples, "
+                       "more than its packed size can hold")
+    packed = src.read(pos, table_packed_read, f"chunk {k} sample counts")
+    try:
+        raw = decode_block(packed, table_unpacked, comp)
+    except CodecError as exc:
+        raise ExrError(src.path, f"{header.label}: chunk {k} sample counts: {exc}") from None
+    cumulative = raw.view("<i4").reshape(h, w)
+    per_pixel = np.diff(cumulative, axis=1, prepend=np.int32(0))
+    if (per_pixel < 0).any():
+        raise ExrError(src.path, f"{header.label}: chunk {k} has decreasing sample counts (corrupt)")
+    return _DeepChunk(pos + table_packed, data_packed, data_unpacked, x0, y0, x1, y1), per_pixel
+
+
+def _read_deep_counts(header, src, table, multipart, cancel, threads: int = 1):
+    """Pass 1: sample counts of every pixel, and where each chunk's data is.
+
+    Chunks are read on ``threads`` threads; the checks that span chunks (the total size, tiles
+    seen twice or missing) then run in file order, so a damaged file gives the same error
+    whatever the threads did.
+    """
+    dw = header.data_window
+    ratio = MAX_RATIO[header.compression]
+    layout = _ChunkLayout(header, multipart)
+    offsets = [int(off) for off in table]
+    results: list = [None] * len(offsets)
+
+    def work(k: int) -> None:
+        try:
+            results[k] = _chunk_counts(layout, src, k, offsets[k])
+        except ExrError as exc:  # raised below in chunk order
+            results[k] = exc
+
+    _run(work, len(offsets), threads, cancel, src.path)
     counts = np.zeros(dw.width * dw.height, np.int64)
     seen = np.zeros(dw.width * dw.height, np.bool_) if header.is_tiled else None
     chunks: list[_DeepChunk] = []
     unpacked_total = 0
     budget = ratio * src.size + (1 << 20)
-    for k, (pos, (table_packed, data_packed, data_unpacked), rect) in enumerate(
-        _deep_chunk_rects(header, src, table, multipart)
-    ):
-        if cancel is not None and k % 64 == 0 and cancel():
-            raise Cancelled(src.path)
-        x0, y0, x1, y1 = rect
-        w, h = x1 - x0, y1 - y0
-        table_unpacked = w * h * 4
-        if header.is_tiled and table_packed > table_unpacked and comp == "NONE":
-            # OpenEXR writes uncompressed edge-tile count tables at the full tile size;
-            # the clipped table comes first and the rest is padding.
-            full = header.tiles.x_size * header.tiles.y_size * 4
-            if table_packed == full:
-                table_packed_read = table_unpacked
-            else:
-                table_packed_read = -1
-        else:
-            table_packed_read = table_packed
-        if (table_packed_read < 0 or table_packed_read > table_unpacked
-                or pos + table_packed + data_packed > src.size):
-            raise ExrError(src.path, f"{header.label}: chunk {k} sizes exceed the file (truncated or corrupt)")
-        unpacked_total += data_unpacked
-        if data_unpacked > ratio * max(data_packed, 1) or unpacked_total > budget:
-            raise ExrError(src.path, f"{header.label}: chunk {k} claims {data_unpacked} bytes of samples, "
+    for k, got in enumerate(results):
+        if isinstance(got, ExrError):
+            raise got
+        if got is None:
+            continue
+        chunk, per_pixel = got
+        unpacked_total += chunk.unpacked
+        if unpacked_total > budget:
+            raise ExrError(src.path, f"{header.label}: chunk {k} claims {chunk.unpacked} bytes of samples, "
                            "more than its packed size can hold")
-        packed = src.read(pos, table_packed_read, f"chunk {k} sample counts")
-        try:
-            raw = decode_block(packed, table_unpacked, comp)
-        except CodecError as exc:
-            raise ExrError(src.path, f"{header.label}: chunk {k} sample counts: {exc}") from None
-        cumulative = raw.view("<i4").reshape(h, w).astype(np.int64)
-        per_pixel = np.diff(cumulative, axis=1, prepend=0)
-        if (per_pixel < 0).any():
-            raise ExrError(src.path, f"{header.label}: chunk {k} has decreasing sample counts (corrupt)")
-        rows = (np.arange(y0, y1)[:, None] * dw.width + np.arange(x0, x1)[None, :]).ravel()
-        if seen is not None:
+        x0, y0, x1, y1 = chunk.x0, chunk.y0, chunk.x1, chunk.y1
+        if seen is None:
+            counts.reshape(dw.height, dw.width)[y0:y1, x0:x1] = per_pixel
+        else:
+            rows = (np.arange(y0, y1)[:, None] * dw.width + np.arange(x0, x1)[None, :]).ravel()
             if seen[rows].any():
                 raise ExrError(src.path, f"{header.label}: tile of chunk {k} appears twice")
             seen[rows] = True
-        counts[rows] = per_pixel.ravel()
-        chunks.append(_DeepChunk(pos + table_packed, data_packed, data_unpacked, x0, y0, x1, y1))
+            counts[rows] = per_pixel.ravel()
+        chunks.append(chunk)
+        results[k] = None
     if seen is not None and not seen.all():
         raise ExrError(src.path, f"{header.label}: some tiles are missing")
     return counts, chunks
@@ -225,41 +263,42 @@ def _read_deep_part(header: PartHeader, src: _Source, table: np.ndarray, multipa
     channels = header.channels
     ch_sizes = np.array([c.pixel_type.size for c in channels], np.int64)
     bytes_per_sample = int(ch_sizes.sum())
-    counts, chunks = _read_deep_counts(header, src, table, multipart, cancel)
+    # pass 1 is Python-bound (small tables): more threads only contend for the GIL (measured)
+    counts, chunks = _read_deep_counts(header, src, table, multipart, cancel, 1)
     offsets = np.zeros(counts.size + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
     total = int(offsets[-1])
-    # every chunk's declared unpacked size must agree with its sample counts (vectorized)
+    # every chunk's declared unpacked size must agree with its sample counts (vectorized);
+    # the per-line sample ranges computed here are what the scatter needs, chunk by chunk
     width = dw.width
+    line_from = np.zeros(len(chunks) + 1, np.int64)
+    line_starts = line_counts = np.zeros(0, np.int64)
     if chunks:
         rect = np.array([(c.x0, c.y0, c.x1, c.y1, c.unpacked) for c in chunks], np.int64)
         nlines = rect[:, 3] - rect[:, 1]
+        np.cumsum(nlines, out=line_from[1:])
         which = np.repeat(np.arange(len(chunks)), nlines)
-        ys = np.arange(nlines.sum()) - np.repeat(np.cumsum(nlines) - nlines, nlines) + rect[which, 1]
-        per_line = offsets[ys * width + rect[which, 2]] - offsets[ys * width + rect[which, 0]]
-        per_chunk = np.bincount(which, weights=per_line, minlength=len(chunks)).astype(np.int64)
+        ys = np.arange(nlines.sum()) - np.repeat(line_from[:-1], nlines) + rect[which, 1]
+        line_starts = offsets[ys * width + rect[which, 0]]
+        line_counts = offsets[ys * width + rect[which, 2]] - line_starts
+        per_chunk = np.bincount(which, weights=line_counts, minlength=len(chunks)).astype(np.int64)
         bad = np.nonzero(per_chunk * bytes_per_sample != rect[:, 4])[0]
         if bad.size:
             k = int(bad[0])
             raise ExrError(src.path, f"{header.label}: chunk {k} holds {int(rect[k, 4])} bytes for "
                            f"{int(per_chunk[k])} samples of {bytes_per_sample} bytes (corrupt)")
+    del counts  # the offsets hold the same information
     block = np.empty((len(channels), total), np.uint32)
     lock = threading.Lock()
     done = [0]
+    comp = header.compression
 
-    def work(ch: _DeepChunk) -> None:
-        if cancel is not None and cancel():
-            raise Cancelled(src.path)
+    def work(k: int) -> None:
+        ch = chunks[k]
         packed = src.read(ch.data_pos, ch.packed, "chunk data")
+        a, b = line_from[k], line_from[k + 1]
         try:
-            raw = decode_block(packed, ch.unpacked, header.compression)
-        except CodecError as exc:
-            raise ExrError(src.path, f"{header.label}: chunk at line {ch.y0 + dw.ymin}: {exc}") from None
-        ys = np.arange(ch.y0, ch.y1)
-        starts = offsets[ys * width + ch.x0]
-        line_counts = offsets[ys * width + ch.x1] - starts
-        try:
-            scatter(raw, line_counts, starts, ch_sizes, block)
+            decode_scatter(packed, ch.unpacked, comp, line_counts[a:b], line_starts[a:b], ch_sizes, block)
         except CodecError as exc:
             raise ExrError(src.path, f"{header.label}: chunk at line {ch.y0 + dw.ymin}: {exc}") from None
         if progress is not None:
@@ -268,7 +307,7 @@ def _read_deep_part(header: PartHeader, src: _Source, table: np.ndarray, multipa
                 if done[0] % 32 == 0 or done[0] == len(chunks):
                     progress(done[0] / max(len(chunks), 1))
 
-    _run(work, chunks, threads)
+    _run(work, len(chunks), threads, cancel, src.path)
     arrays = {}
     for i, c in enumerate(channels):
         row = block[i]
@@ -278,14 +317,42 @@ def _read_deep_part(header: PartHeader, src: _Source, table: np.ndarray, multipa
     return _sorted(image) if sort else image
 
 
-def _run(work, items, threads: int) -> None:
-    if threads <= 1 or len(items) < 4:
-        for it in items:
-            work(it)
+def _run(work: Callable[[int], None], count: int, threads: int, cancel: CancelCheck | None, path: str) -> None:
+    """Call ``work(k)`` for k in range(count) on ``threads`` threads (each takes the next index).
+
+    The first error stops every thread and is raised here; ``cancel()`` is checked before each item.
+    """
+    def check() -> None:
+        if cancel is not None and cancel():
+            raise Cancelled(path)
+
+    if threads <= 1 or count < 4:
+        for k in range(count):
+            check()
+            work(k)
         return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for fut in [pool.submit(work, it) for it in items]:
-            fut.result()
+    next_index = itertools.count()  # next() on a count is atomic under the GIL
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            while not errors:
+                k = next(next_index)
+                if k >= count:
+                    return
+                check()
+                work(k)
+        except BaseException as exc:  # handed to the calling thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=loop, name=f"exr-read-{i}", daemon=True) for i in range(threads - 1)]
+    for t in workers:
+        t.start()
+    loop()  # the calling thread works too
+    for t in workers:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def _sorted(image: DeepImage) -> DeepImage:
@@ -349,19 +416,17 @@ def _read_flat_part_ours(header: PartHeader, src: _Source, table: np.ndarray, mu
         rects.append((off + hdr, size, x0, y0, x1, y1))
     block = np.zeros((len(channels), w * h), np.uint32)
 
-    def work(item) -> None:
-        if cancel is not None and cancel():
-            raise Cancelled(src.path)
-        pos, size, x0, y0, x1, y1 = item
+    def work(k: int) -> None:
+        pos, size, x0, y0, x1, y1 = rects[k]
         unpacked = (x1 - x0) * (y1 - y0) * bpp
         try:
-            raw = decode_block(src.read(pos, size, "chunk data"), unpacked, comp)
             ys = np.arange(y0, y1)
-            scatter(raw, np.full(y1 - y0, x1 - x0, np.int64), ys * w + x0, ch_sizes, block)
+            decode_scatter(src.read(pos, size, "chunk data"), unpacked, comp, np.full(y1 - y0, x1 - x0, np.int64),
+                           ys * w + x0, ch_sizes, block)
         except CodecError as exc:
             raise ExrError(src.path, f"{header.label}: chunk at line {y0 + dw.ymin}: {exc}") from None
 
-    _run(work, rects, threads)
+    _run(work, len(rects), threads, cancel, src.path)
     arrays = {}
     for i, c in enumerate(channels):
         row = block[i].reshape(h, w)
@@ -492,7 +557,7 @@ def open_exr(path: str | os.PathLike, load: bool = True, parts: list[int] | None
         raise
     except MemoryError:
         raise ExrError(path, "not enough memory to load the image") from None
-    except (ValueError, IndexError, struct.error, OverflowError) as exc:
+    except (ValueError, IndexError, TypeError, KeyError, struct.error, OverflowError) as exc:
         raise ExrError(path, f"corrupt file ({exc})") from None
     finally:
         os.close(src.fd)

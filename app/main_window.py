@@ -27,11 +27,13 @@ from app.controller import DocumentController
 from app.crypto_model import CryptoModel
 from app.deepid_model import DeepIdModel
 from app.document import DocumentModel
+from app.preview_model import EFFECT_LABELS, EFFECTS, PreviewModel
 from app.settings import ViewerSettings
 from widgets.channel_list import ChannelList
 from widgets.crypto_canvas import CryptoCanvasTool
 from widgets.deep_graph import DeepGraph
 from widgets.deepid_overlay import DeepIdOverlay
+from widgets.defocus_panel import DefocusPanel
 from widgets.id_stack import IdStackView
 from widgets.idmanifest_panel import IdManifestPanel
 from widgets.image_canvas import ImageCanvas
@@ -40,9 +42,12 @@ from widgets.matte_panel import MattePanel
 from widgets.message_banner import MessageBanner
 from widgets.part_selector import PartSelector
 from widgets.pixel_readout import PixelReadout
+from widgets.preview_overlay import PreviewOverlay
+from widgets.recolor_panel import RecolorPanel
 from widgets.sample_table import SampleTable
 from widgets.task_progress import TaskProgress
 from widgets.view_controls import ViewControls
+from widgets.wipe_overlay import WipeOverlay
 
 EXR_FILTER = "OpenEXR images (*.exr *.EXR);;All files (*)"
 EXPOSURE_STEP = 0.5
@@ -100,8 +105,9 @@ class MainWindow(QMainWindow):
         self.idmanifest_panel = IdManifestPanel(self.deepid_model)
         self.deepid_dock = self._dock("Deep IDs", "deepid_dock", self.idmanifest_panel,
                                       Qt.DockWidgetArea.RightDockWidgetArea)
-        self.deepid_overlay = DeepIdOverlay(self.canvas, self.deepid_model, active=self.idmanifest_panel.isVisible,
-                                            parent=self)
+        # active while its dock is the tab showing (a tab behind another reports isVisible() all the same)
+        self.deepid_overlay = DeepIdOverlay(self.canvas, self.deepid_model,
+                                            active=self._shown_tracker(self.deepid_dock), parent=self)
         self.deepid_model.sources_changed.connect(lambda sources: sources and self.deepid_dock.raise_())
         self.sample_table.add_column_provider(self.deepid_model.sample_columns)
         self.deep_graph.set_sample_emphasis(self.deepid_model.profile_selected)
@@ -136,6 +142,25 @@ class MainWindow(QMainWindow):
             lambda _r: self.statusBar().showMessage(self.crypto_model.message, 15000))
         self.crypto_model.export_failed.connect(lambda text: self.show_error(f"Cryptomatte export: {text}"))
 
+        # Previews: defocus and recolor (their own model, rendered on a worker lane), two docks tabbed with the
+        # id panels (only the shown one acts on clicks), the preview and the recolor wipe on the canvas
+        self.preview_model = PreviewModel(self.model, self.deepid_model, self.crypto_model, pool=self.controller.pool,
+                                          parent=self)
+        self.defocus_panel = DefocusPanel(self.preview_model)
+        self.recolor_panel = RecolorPanel(self.preview_model)
+        self.defocus_dock = self._dock("Defocus", "defocus_dock", self._scrolling(self.defocus_panel),
+                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.recolor_dock = self._dock("Recolor", "recolor_dock", self._scrolling(self.recolor_panel),
+                                       Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.crypto_dock, self.defocus_dock)
+        self.tabifyDockWidget(self.defocus_dock, self.recolor_dock)
+        self.crypto_dock.raise_()  # the tab shown at start stays the Cryptomatte one
+        self.preview_overlay = PreviewOverlay(self.canvas, self.preview_model,
+                                              active=self._shown_tracker(self.defocus_dock), parent=self)
+        self.wipe_overlay = WipeOverlay(self.canvas, self.preview_model, parent=self)
+        self.preview_model.export_finished.connect(lambda _p, text: self.statusBar().showMessage(text, 15000))
+        self.preview_model.export_failed.connect(lambda _p, text: self.show_error(f"Preview export: {text}"))
+
         # status bar
         self.readout = PixelReadout(self.model)
         self.task_progress = TaskProgress(self.controller.lanes)
@@ -159,6 +184,21 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self.settings.restore_window(self)
         self._update_title()
+
+    @staticmethod
+    def _shown_tracker(dock: QDockWidget):
+        """A function telling whether ``dock`` is showing (the current tab of its group, not closed)."""
+        shown = [dock.isVisible()]
+        dock.visibilityChanged.connect(lambda visible: shown.__setitem__(0, bool(visible)))
+        return lambda: shown[0]
+
+    @staticmethod
+    def _scrolling(widget: QWidget) -> QScrollArea:
+        scroll = QScrollArea()  # a small window scrolls the panel rather than growing
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(widget)
+        return scroll
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -232,7 +272,10 @@ class MainWindow(QMainWindow):
             view_menu.addAction(dock.toggleViewAction())
         view_menu.addAction(self.deepid_dock.toggleViewAction())
         view_menu.addAction(self.crypto_dock.toggleViewAction())
+        view_menu.addAction(self.defocus_dock.toggleViewAction())
+        view_menu.addAction(self.recolor_dock.toggleViewAction())
         self._build_crypto_menu(bar)
+        self._build_preview_menu(bar)
 
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self._action("&Keys and Mouse", self._show_help))
@@ -305,7 +348,9 @@ class MainWindow(QMainWindow):
             "Deep IDs: with Pick on, a click adds the ids of the front visible sample (in the panel's current "
             "tab), Ctrl+click or Alt+click removes them; the graph and samples still follow the click\n"
             "Cryptomatte: with Pick on (K) and its panel shown, a click adds the highest-coverage id not yet in "
-            "the matte, Ctrl+click or Alt+click removes one; the click still inspects the pixel"))
+            "the matte, Ctrl+click or Alt+click removes one; the click still inspects the pixel\n"
+            "Defocus: with Focus on and its panel shown, a click focuses on the frontmost visible surface there\n"
+            "Recolor: grade the Deep IDs selection; Compare splits the image, drag the divider"))
 
     # ------------------------------------------------------------------ Cryptomatte menu
     def _build_crypto_menu(self, bar) -> None:
@@ -321,6 +366,31 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self._action("&Export Matte…", panel.export_matte_dialog, ["Ctrl+Shift+M"]))
         menu.addAction(self._action("Export &Every Id…", panel.export_all_dialog))
+
+    # ------------------------------------------------------------------ Preview menu
+    def _build_preview_menu(self, bar) -> None:
+        p = self.preview_model
+        menu = bar.addMenu("&Preview")
+        self.preview_effect_actions = {}
+        for effect in EFFECTS:
+            action = self._action(EFFECT_LABELS[effect], lambda _c=False, e=effect: p.set_effect(e), checkable=True)
+            self.preview_effect_actions[effect] = action
+            menu.addAction(action)
+
+        def follow(effect: str) -> None:
+            for name, action in self.preview_effect_actions.items():
+                action.setChecked(name == effect)
+
+        p.effect_changed.connect(follow)
+        follow(p.effect)
+        menu.addSeparator()
+        self.focus_tool_action = self._action("&Focus Tool", p.set_focus_tool, checkable=True,
+                                              tip="A click on the image focuses there (Defocus panel shown)")
+        p.focus_tool_changed.connect(self.focus_tool_action.setChecked)
+        menu.addAction(self.focus_tool_action)
+        menu.addSeparator()
+        menu.addAction(self._action("Export &Defocus…", self.defocus_panel.export_dialog))
+        menu.addAction(self._action("Export &Recolor…", self.recolor_panel.export_dialog))
 
     # ------------------------------------------------------------------ drag and drop
     @staticmethod
@@ -351,6 +421,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.settings.save_window(self)
         self.deepid_model.shutdown()
+        self.preview_model.shutdown()
         self.crypto_model.shutdown()
         self.controller.shutdown()
         super().closeEvent(event)

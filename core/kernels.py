@@ -48,9 +48,10 @@ _INF32 = np.float32(np.inf)
 
 # Pixels per parallel work item for kernels that need per-worker scratch memory.
 _CHUNK = 2048
-# Pixels with at most this many samples are sorted by ranking (O(n^2), no branches);
-# merge sort runs of _SMALL_SORT are sorted by insertion sort.
-_RANK_SORT = 16
+# Pixels with at most this many samples are sorted by ranking packed (Z key, index) int64s
+# (O(n^2) but branch-free and vectorised: 2x faster than the merge sort on 30-60 samples);
+# bigger ones by merge sort, whose runs of _SMALL_SORT are sorted by insertion sort.
+_RANK_SORT = 64
 _SMALL_SORT = 24
 # Canonical key of a NaN Z: after every number (int32 max).
 _NAN_KEY = 2147483647
@@ -182,48 +183,99 @@ def _merge_sort(keys: np.ndarray, idx: np.ndarray, tkeys: np.ndarray, tidx: np.n
 # --------------------------------------------------------------------------- depth order
 
 
+@kernel(inline="always")
+def _rank_sort(zbits, zbbits, has_zback, a, n, keys, tkeys, out) -> None:
+    """Depth order of pixel [a, a+n) into out[a:a+n] by ranking unique packed keys.
+
+    ``keys[j]`` holds ``Z key << 32 | j``: unique, so the rank of each (the number of smaller
+    keys, a branch-free loop the compiler vectorises) is its place, and ties of ``Z`` come
+    out in stored order. Runs of equal ``Z`` are then insertion-sorted by ``ZBack`` (stable)."""
+    for i in range(n):
+        ki = keys[i]
+        r = 0
+        for j in range(n):
+            r += keys[j] < ki
+        tkeys[r] = ki
+    if has_zback:
+        s = 0
+        while s < n:
+            hi = tkeys[s] >> 32
+            e = s + 1
+            while e < n and (tkeys[e] >> 32) == hi:
+                e += 1
+            if e - s > 1 and hi != _NAN_KEY:
+                for i in range(s + 1, e):
+                    v = tkeys[i]
+                    kv = _float_key(zbbits[a + (v & 0xFFFFFFFF)])
+                    j = i - 1
+                    while j >= s and _float_key(zbbits[a + (tkeys[j] & 0xFFFFFFFF)]) > kv:
+                        tkeys[j + 1] = tkeys[j]
+                        j -= 1
+                    tkeys[j + 1] = v
+            s = e
+    for r in range(n):
+        out[a + r] = a + (tkeys[r] & 0xFFFFFFFF)
+
+
+@kernel(inline="always")
+def _order_pixel(zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out) -> bool:
+    """Write pixel [a, a+n)'s depth order to out[a:a+n]; returns False when it was already in order.
+
+    One pass computes the keys and whether they are non-decreasing (identity) or strictly
+    decreasing (stored back to front: the reversal, stable because there are no ties)."""
+    prev = _sample_key(zbits, zbbits, has_zback, a)
+    keys[0] = _float_key(zbits[a]) << 32
+    asc = True
+    desc = True
+    for j in range(1, n):
+        k = _sample_key(zbits, zbbits, has_zback, a + j)
+        keys[j] = (_float_key(zbits[a + j]) << 32) | j
+        asc &= prev <= k
+        desc &= prev > k
+        prev = k
+    if asc:
+        for j in range(n):
+            out[a + j] = a + j
+        return False
+    if desc:
+        for j in range(n):
+            out[a + j] = a + n - 1 - j
+        return True
+    if n <= _RANK_SORT:
+        _rank_sort(zbits, zbbits, has_zback, a, n, keys, tkeys, out)
+        return True
+    for j in range(n):
+        keys[j] = _sample_key(zbits, zbbits, has_zback, a + j)
+        idx[j] = a + j
+    if _merge_sort(keys, idx, tkeys, tidx, n):
+        for j in range(n):
+            out[a + j] = tidx[j]
+    else:
+        for j in range(n):
+            out[a + j] = idx[j]
+    return True
+
+
 @kernel(parallel=True)
-def _depth_order_kernel(offsets, z, zback, zbits, zbbits, has_zback, max_count, out):
+def _depth_order_kernel(offsets, zbits, zbbits, has_zback, max_count, out):
+    """Every pixel's depth order into out; returns the number of pixels that were reordered."""
     npix = offsets.shape[0] - 1
     nchunks = (npix + _CHUNK - 1) // _CHUNK
+    moved = 0
     for c in prange(nchunks):
         keys = np.empty(max_count, np.int64)
         idx = np.empty(max_count, np.int64)
         tkeys = np.empty(max_count, np.int64)
         tidx = np.empty(max_count, np.int64)
+        chunk_moved = 0
         for p in range(c * _CHUNK, min((c + 1) * _CHUNK, npix)):
             a = offsets[p]
             n = offsets[p + 1] - a
             if n <= 0:
                 continue
-            ordered = True
-            for j in range(a + 1, a + n):
-                if not _in_order(z[j - 1], z[j], zback[j - 1], zback[j], has_zback):
-                    ordered = False
-                    break
-            if ordered:
-                for j in range(n):
-                    out[a + j] = a + j
-                continue
-            for j in range(n):
-                keys[j] = _sample_key(zbits, zbbits, has_zback, a + j)
-                idx[j] = a + j
-            if n <= _RANK_SORT:
-                # branch-free stable ranking: cheaper than insertion sort's mispredictions
-                for i in range(n):
-                    ki = keys[i]
-                    r = 0
-                    for j in range(i):
-                        r += keys[j] <= ki
-                    for j in range(i + 1, n):
-                        r += keys[j] < ki
-                    out[a + r] = a + i
-            elif _merge_sort(keys, idx, tkeys, tidx, n):
-                for j in range(n):
-                    out[a + j] = tidx[j]
-            else:
-                for j in range(n):
-                    out[a + j] = idx[j]
+            chunk_moved += _order_pixel(zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out)
+        moved += chunk_moved
+    return moved
 
 
 @kernel(parallel=True)
@@ -238,6 +290,8 @@ def _is_depth_sorted_kernel(offsets, z, zback, has_zback):
                 if not _in_order(z[j - 1], z[j], zback[j - 1], zback[j], has_zback):
                     chunk_bad = 1
                     break
+            if chunk_bad:  # one pixel out of order decides: no need to scan the rest
+                break
         bad += chunk_bad
     return bad == 0
 
@@ -267,7 +321,8 @@ def depth_order(offsets: np.ndarray, z: np.ndarray, zback: np.ndarray | None = N
     Returns int64 ``perm`` with ``sorted_channel = channel[perm]``; ``perm`` never moves a
     sample to another pixel. Order: ``Z`` ascending, then ``zback`` ascending (when
     given), then stored order (stable); NaN ``Z`` last. Pixels already in order keep
-    the identity. Pixels of up to 16 samples are sorted by stable ranking, bigger ones
+    the identity, pixels stored strictly back to front (no ties) are reversed. Others of up
+    to 64 samples are sorted by ranking unique packed ``(Z key, index)`` keys, bigger ones
     (volumes can hold hundreds of samples) by a stable merge sort; pixels run in parallel.
     """
     offsets, z, zback = _validate_depth_arrays(offsets, z, zback)
@@ -275,9 +330,7 @@ def depth_order(offsets: np.ndarray, z: np.ndarray, zback: np.ndarray | None = N
     if out.shape[0] == 0:
         return out
     zb = zback if zback is not None else z
-    _depth_order_kernel(
-        offsets, z, zb, z.view(np.int32), zb.view(np.int32), zback is not None, _max_count(offsets), out
-    )
+    _depth_order_kernel(offsets, z.view(np.int32), zb.view(np.int32), zback is not None, _max_count(offsets), out)
     return out
 
 

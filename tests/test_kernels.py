@@ -99,6 +99,31 @@ def test_is_depth_sorted_agrees_with_reference(data):
     np.testing.assert_array_equal(depth_order(offsets, zs, zbs), np.arange(len(z)))
 
 
+@SETTINGS
+@given(deep_depths())
+def test_depth_order_of_pixels_stored_back_to_front(data):
+    # each pixel's sorted samples reversed: strictly descending pixels take the reversal path,
+    # pixels with ties (equal keys, NaNs, -0 and 0) must still come out in stable order
+    offsets, z, zback = data
+    ref = ref_depth_order(offsets, z, zback)
+    back = np.concatenate([ref[offsets[p]:offsets[p + 1]][::-1] for p in range(len(offsets) - 1)] + [ref[:0]])
+    zr = z[back]
+    zbr = zback[back] if zback is not None else None
+    np.testing.assert_array_equal(depth_order(offsets, zr, zbr), ref_depth_order(offsets, zr, zbr))
+
+
+def test_depth_order_reverses_only_without_ties():
+    offsets = np.array([0, 40, 80], np.int64)
+    z = np.r_[np.arange(40, 0, -1), np.arange(40, 0, -1)].astype(np.float32)
+    z[41] = z[40]  # a tie in the second pixel: equal samples keep their stored order
+    zback = np.zeros(80, np.float32)
+    zback[40], zback[41] = 2.0, 1.0  # ... unless ZBack orders them
+    for zb in (None, zback):
+        perm = depth_order(offsets, z, zb)
+        np.testing.assert_array_equal(perm, ref_depth_order(offsets, z, zb))
+    np.testing.assert_array_equal(depth_order(offsets, z)[:40], np.arange(39, -1, -1))
+
+
 def test_depth_order_big_pixel_with_many_ties_is_stable():
     rng = np.random.default_rng(7)
     counts = [300, 0, 1, 65, 2]

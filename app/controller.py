@@ -86,9 +86,12 @@ class DocumentController(QObject):
         self._render_timer.setInterval(0)
         self._render_timer.timeout.connect(self._submit_render)
         self._flattening: PartKey | None = None  # the part the flatten lane works on
-        for signal in (model.document_changed, model.part_changed, model.view_changed, model.exposure_changed,
-                       model.gamma_changed, model.transfer_changed):
+        for signal in (model.document_changed, model.part_changed, model.view_changed):
             signal.connect(self.schedule_render)
+        # A tone change submits at once (no timer): the frame is what the user waits for, and the
+        # job then runs in the worker while the other slots of the signal run here.
+        for signal in (model.exposure_changed, model.gamma_changed, model.transfer_changed):
+            signal.connect(self._on_tone_changed)
 
         self.watch_files = watch_files
         self.demo_cache_dir: str | None = None  # None: core.demo's default cache
@@ -146,6 +149,11 @@ class DocumentController(QObject):
     def schedule_render(self, *_args) -> None:
         """Render the current view soon (coalesces several changes into one job)."""
         self._render_timer.start()
+
+    def _on_tone_changed(self, *_args) -> None:
+        if self._render_timer.isActive():
+            return  # a document, part or view change in the same event renders with this tone anyway
+        self._submit_render()
 
     def _submit_render(self) -> None:
         model = self.model

@@ -203,7 +203,12 @@ class ManifestIndex:
         pos = np.fromiter((m.start() + 1 for m in rx.finditer(blob)), dtype=np.int64)
         return np.searchsorted(starts, pos).astype(np.int64)
 
-    def _substring_rows(self, text: str) -> np.ndarray:
+    def prepare_search(self) -> ManifestIndex:
+        """Build the filter's search arrays (lower-case names, hex ids, the joined names) now.
+
+        The workers that build an index call this, so the panel's first keystroke does not pay
+        for it in the GUI thread. Returns self.
+        """
         if self._lower is None:
             if _STRING_DTYPE is not None:
                 arr = np.array(self.names, dtype=_STRING_DTYPE())
@@ -212,6 +217,11 @@ class ManifestIndex:
             else:  # numpy 1.x: fixed-width strings
                 self._lower = np.char.lower(np.array(self.names, dtype=str))
                 self._hex = np.array([f"{int(b):08x}" for b in self.ids], dtype=str)
+        self._joined()
+        return self
+
+    def _substring_rows(self, text: str) -> np.ndarray:
+        self.prepare_search()
         query = text.lower()
         if _STRING_DTYPE is not None:
             hit = np.strings.find(self._lower, query) >= 0
@@ -367,7 +377,7 @@ def find_layers_job(document: ExrDocument, progress, cancelled) -> list[tuple[Cr
     for i, layer in enumerate(layers):
         if cancelled():
             raise Cancelled()
-        out.append((layer, ManifestIndex.from_manifest(layer.manifest)))
+        out.append((layer, ManifestIndex.from_manifest(layer.manifest).prepare_search()))
         progress((i + 1) / max(len(layers), 1))
     return out
 
@@ -386,7 +396,7 @@ def stats_job(index: ManifestIndex, ranks: CryptoRanks, progress, cancelled) -> 
     if cancelled():
         raise Cancelled()
     present, sums, counts = id_coverage(ranks.ids, ranks.coverage)
-    return index.with_stats(present, sums, counts)
+    return index.with_stats(present, sums, counts).prepare_search()
 
 
 def matte_on_display_window(matte: np.ndarray, data_window: Box, display_window: Box) -> np.ndarray:

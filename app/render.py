@@ -63,6 +63,9 @@ class PartData:
     planes: dict[str, np.ndarray]
     counts: np.ndarray | None = None
     front_z: np.ndarray | None = None
+    # (H, W, 3) float32 stacks of colour planes by channel names, made by the first render of a
+    # colour view and reused by the next (an exposure change then only runs the display transform)
+    stacked: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -228,12 +231,16 @@ def render_frame(request: RenderRequest, progress: Callable[[float], None] | Non
             if plane is None:
                 plane = np.ones(shape, dtype=np.float32) if view.mode == "alpha" else np.zeros(shape, np.float32)
             values[_short(names[0]) if names[0] else "A"] = plane
-            src = plane.astype(np.float32)[..., None]
+            src = np.asarray(plane, dtype=np.float32)[..., None]
         else:
             for name in names:
                 if name is not None and name in data.planes:
                     values[_short(name)] = data.planes[name]
-            src = _stack_rgb(data.planes, names, shape)
+            key = tuple(names)
+            src = data.stacked.get(key)
+            if src is None or src.shape[:2] != shape:
+                src = _stack_rgb(data.planes, names, shape)
+                data.stacked[key] = src
         rgba = display_transform(np.ascontiguousarray(src), exposure=tone.exposure, gamma=tone.gamma,
                                  transfer=tone.transfer)
     elif view.mode == "depth":
@@ -285,21 +292,33 @@ def pixel_profile(image: DeepImage, x: int, y: int, tone: Tone | None = None) ->
     accumulated = None
     if alpha is not None:
         accumulated = (1.0 - np.cumprod(1.0 - np.clip(alpha, 0.0, 1.0))).astype(np.float32)
-    colours = np.zeros((n, 4), dtype=np.uint8)
-    if n:
-        root = find_layer(layers, "") or (layers[0] if layers else Layer("", ()))
-        rgb = np.zeros((1, n, 3), dtype=np.float32)
-        for i, name in enumerate(root.rgb):
-            if name is not None:
-                rgb[0, :, i] = values[name]
-        if alpha is not None:  # show the sample's own colour: un-premultiply where alpha > 0
-            safe = np.where(alpha > 0, alpha, 1.0).astype(np.float32)
-            rgb[0] /= safe[:, None]
-        t = tone or Tone()
-        colours = display_transform(rgb, exposure=t.exposure, gamma=t.gamma, transfer=t.transfer)[0]
     channel_order = [c for layer in layers for c in layer.channels]
-    return PixelProfile(x, y, order, z, zback, values, alpha, is_volume, accumulated, np.asarray(colours),
-                        has_depth, channel_order)
+    profile = PixelProfile(x, y, order, z, zback, values, alpha, is_volume, accumulated,
+                           np.zeros((n, 4), dtype=np.uint8), has_depth, channel_order)
+    profile.colours = sample_colours(image, profile, tone)
+    return profile
+
+
+def sample_colours(image: DeepImage, profile: PixelProfile, tone: Tone | None = None) -> np.ndarray:
+    """Each sample's own (un-premultiplied) colour under ``tone``: ``(n, 4)`` uint8.
+
+    The only part of a profile that depends on the tone: a tone change recomputes just this.
+    """
+    n = profile.count
+    if not n:
+        return np.zeros((0, 4), dtype=np.uint8)
+    layers = group_channels(image.channels)
+    root = find_layer(layers, "") or (layers[0] if layers else Layer("", ()))
+    rgb = np.zeros((1, n, 3), dtype=np.float32)
+    for i, name in enumerate(root.rgb):
+        if name is not None:
+            rgb[0, :, i] = profile.values[name]
+    alpha = profile.alpha
+    if alpha is not None:  # show the sample's own colour: un-premultiply where alpha > 0
+        safe = np.where(alpha > 0, alpha, 1.0).astype(np.float32)
+        rgb[0] /= safe[:, None]
+    t = tone or Tone()
+    return np.asarray(display_transform(rgb, exposure=t.exposure, gamma=t.gamma, transfer=t.transfer)[0])
 
 
 def format_value(value, pixel_type: PixelType | None = None) -> str:

@@ -1203,11 +1203,37 @@ def crypto_preview(ids_ranks, cov_ranks, min_coverage: float = PREVIEW_MIN_COVER
     return out
 
 
+def _fmix32_np(h: np.ndarray) -> np.ndarray:
+    """murmur3's 32-bit finaliser on a uint64 array holding 32-bit values (vectorised numpy)."""
+    mask = np.uint64(0xFFFFFFFF)
+    h = h & mask
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & mask
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & mask
+    h ^= h >> np.uint64(16)
+    return h
+
+
 def id_colours(ids: np.ndarray) -> np.ndarray:
-    """Preview colours of many ids at full coverage: ``(N, 3)`` float32 (id 0 is black)."""
+    """Preview colours of many ids at full coverage: ``(N, 3)`` float32 (id 0 is black).
+
+    The same colours as :func:`crypto_preview` at coverage 1, in plain numpy: the manifest
+    panel calls this in the GUI thread, where a numba kernel could compile on a cold cache.
+    """
     ids = np.ascontiguousarray(np.asarray(ids, dtype=np.uint32).ravel())
-    out = crypto_preview(ids[None, None, :], np.ones((1, 1, ids.size), np.float32))
-    return out[0]
+    out = np.zeros((ids.size, 3), dtype=np.float32)
+    if not ids.size:
+        return out
+    scale = 1.0 / 4294967295.0
+    m = _fmix32_np(ids.astype(np.uint64))
+    out[:, 0] = (m.astype(np.float64) * scale).astype(np.float32)
+    m = _fmix32_np(m + np.uint64(0x0101))
+    out[:, 1] = (m.astype(np.float64) * scale).astype(np.float32)
+    m = _fmix32_np(m + np.uint64(0x020000))
+    out[:, 2] = (m.astype(np.float64) * scale).astype(np.float32)
+    out[(ids & np.uint32(0x7FFFFFFF)) == 0] = 0.0
+    return out
 
 
 def id_colour(id_bits: int) -> tuple[float, float, float]:

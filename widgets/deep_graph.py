@@ -18,7 +18,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from app.document import DocumentModel
-from app.render import PixelProfile, pixel_profile
+from app.render import PixelProfile, pixel_profile, sample_colours
 from core.layers import alpha_channel, find_layer, group_channels
 from core.model import DeepImage
 
@@ -176,7 +176,18 @@ class DeepGraph(QWidget):
 
     # ------------------------------------------------------------------ model -> graph
     def _on_tone_changed(self, *_args) -> None:
-        self.refresh(autorange=False)  # only the colour bar changes: keep the user's zoom
+        """Only the colour bars depend on the tone: recolour them, keep the curves and the zoom."""
+        image = self.model.image
+        if not isinstance(image, DeepImage):
+            return
+        tone = self.model.tone
+        for prof in (self.profile, self.pinned_profile):
+            if prof is not None:
+                prof.colours = sample_colours(image, prof, tone)
+        self._update_bar(self.colour_bar, self.profile, 0.0)
+        self._update_bar(self.pinned_bar, self.pinned_profile, -1.1)
+        if self.emphasis is not None and self.profile is not None and self.profile.count:
+            self.colour_bar.setOpts(brushes=self._emphasis_bar_brushes(self.profile, self.emphasis))
 
     def refresh(self, *_args, autorange: bool = True) -> None:
         """Rebuild the curves from the model's current and pinned pixels."""
@@ -341,16 +352,21 @@ class DeepGraph(QWidget):
             xs.extend(prof.z[sel].astype(np.float64).tolist())
             ys.extend(values[sel].tolist())
         self.selection_marker.setData(xs, ys)
-        bar_brushes = []
+        if prof.count:
+            self.colour_bar.setOpts(brushes=self._emphasis_bar_brushes(prof, sel))
+        n = int(sel.sum())
+        self.header.setText(self.header.text() + f"   · {n} selected sample{'s' if n != 1 else ''} (Deep IDs)")
+
+    @staticmethod
+    def _emphasis_bar_brushes(prof: PixelProfile, sel: np.ndarray) -> list:
+        """The colour bar's brushes with the samples not selected darkened."""
+        brushes = []
         for s, c in zip(sel, prof.colours, strict=True):
             colour = QColor(int(c[0]), int(c[1]), int(c[2]))
             if not s:
                 colour = colour.darker(300)
-            bar_brushes.append(pg.mkBrush(colour))
-        if prof.count:
-            self.colour_bar.setOpts(brushes=bar_brushes)
-        n = int(sel.sum())
-        self.header.setText(self.header.text() + f"   · {n} selected sample{'s' if n != 1 else ''} (Deep IDs)")
+            brushes.append(pg.mkBrush(colour))
+        return brushes
 
     # ------------------------------------------------------------------ hover
     def sample_at(self, scene_pos: QPointF) -> int | None:

@@ -24,6 +24,14 @@ from core.model import DeepImage, PixelType
 
 HIGHLIGHT = QColor(90, 80, 20)
 DEPTH_COLUMNS = ("Z", "ZBack")
+COLUMN_PADDING = 14  # px beyond the widest text of a column (the cell margins)
+# Built once: data() runs for every visible cell and role on each repaint
+_DISPLAY = Qt.ItemDataRole.DisplayRole
+_BACKGROUND = Qt.ItemDataRole.BackgroundRole
+_ALIGNMENT = Qt.ItemDataRole.TextAlignmentRole
+_TOOLTIP = Qt.ItemDataRole.ToolTipRole
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_HIGHLIGHT_BRUSH = QBrush(HIGHLIGHT)
 
 
 def _csv_value(value, pixel_type: PixelType | None) -> str:
@@ -61,18 +69,20 @@ class SampleTableModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex | None = None) -> int:  # noqa: N802 - Qt override
         return 0 if parent is not None and parent.isValid() else len(self.headers)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.rows[index.row()][index.column()]
-        if role == Qt.ItemDataRole.BackgroundRole and index.row() == self.highlight:
-            return QBrush(HIGHLIGHT)
-        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() > 0:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
+    def data(self, index: QModelIndex, role: int = _DISPLAY):
+        if role == _DISPLAY:
+            return self.rows[index.row()][index.column()] if index.isValid() else None
+        if role == _ALIGNMENT:
+            return _RIGHT if index.column() > 0 else None
+        if role == _BACKGROUND:
+            return _HIGHLIGHT_BRUSH if self.highlight is not None and index.row() == self.highlight else None
+        if role == _TOOLTIP and index.isValid():
             return self.csv_rows[index.row()][index.column()]
         return None
+
+    def column_texts(self, column: int) -> list[str]:
+        """The header and every cell text of a column (for sizing it)."""
+        return [self.headers[column], *(row[column] for row in self.rows)]
 
     def headerData(self, section: int, orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
@@ -149,7 +159,9 @@ class SampleTable(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(20)
-        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # widths from font metrics once per pixel (ResizeToContents asks the model for every cell on each layout)
+        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self._headers: list[str] = []  # the columns last sized: widths only grow while they stay
         self.view.setMouseTracking(True)
         self.view.entered.connect(self._on_row_entered)
         self.view.viewport().installEventFilter(self)
@@ -197,7 +209,31 @@ class SampleTable(QWidget):
         else:
             self.table_model.set_table(*flat_table(image, *local))
             self.caption.setText(f"Pixel ({pixel[0]}, {pixel[1]}): flat part, {len(image.channels)} channels")
+        self._fit_columns()
         self._on_hovered_sample_changed(model.hovered_sample)
+
+    def _fit_columns(self) -> None:
+        """Size each column to its widest text (header included), from the font's metrics.
+
+        A column keeps its width from one pixel to the next unless the new texts need more, so
+        clicking around does not make the columns jump.
+        """
+        tm = self.table_model
+        if not tm.headers:
+            return
+        fresh = tm.headers != self._headers
+        self._headers = list(tm.headers)
+        fm = self.view.fontMetrics()
+        hv = self.view.horizontalHeader()
+        header_fm = hv.fontMetrics()
+        for col, name in enumerate(tm.headers):
+            texts = tm.column_texts(col)[1:]
+            # strings of one length differ little in width: measure the few longest
+            cands = sorted(set(texts), key=len, reverse=True)[:3]
+            width = max([header_fm.horizontalAdvance(name), *(fm.horizontalAdvance(t) for t in cands)])
+            width += COLUMN_PADDING
+            if fresh or width > hv.sectionSize(col):
+                hv.resizeSection(col, width)
 
     # ------------------------------------------------------------------ extra columns (features add theirs)
     def add_column_provider(self, provider) -> None:

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.preview_model import DefocusSettings, PreviewModel, SceneProbe, camera_note
 from widgets.param_slider import LABEL_WIDTH, ParamSlider
+from widgets.preview_export import ask_preview_export_path
 from widgets.task_progress import TaskProgress
 
 FOCUS_HELP = (
@@ -189,11 +189,7 @@ class DefocusPanel(QWidget):
             self._edit(units_to_m=float(value))
 
     def export_dialog(self) -> None:
-        doc = self.model.document.document
-        start = self.last_export_dir or (os.path.dirname(doc.path) if doc is not None else "")
-        stem = os.path.splitext(doc.name if doc is not None else "preview")[0].removesuffix(".deep")
-        path, _ = QFileDialog.getSaveFileName(self, "Export the defocus preview",
-                                              os.path.join(start, f"{stem}_defocus.exr"), "OpenEXR images (*.exr)")
+        path = ask_preview_export_path(self, self.model.document.document, "defocus", self.last_export_dir)
         if path:
             self.last_export_dir = os.path.dirname(path)
             self.model.export(path, "defocus")

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QColorDialog,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 from app.preview_model import SOURCE_LABELS, SOURCES, PreviewModel
 from core.recolor import Grade
 from widgets.param_slider import LABEL_WIDTH, ParamSlider
+from widgets.preview_export import ask_preview_export_path
 from widgets.task_progress import TaskProgress
 
 NOTE_STYLE = "color: rgb(170, 170, 170);"
@@ -237,11 +237,7 @@ class RecolorPanel(QWidget):
         self._edit(tint=tint, mix=mix)
 
     def export_dialog(self) -> None:
-        doc = self.model.document.document
-        start = self.last_export_dir or (os.path.dirname(doc.path) if doc is not None else "")
-        stem = os.path.splitext(doc.name if doc is not None else "preview")[0].removesuffix(".deep")
-        path, _ = QFileDialog.getSaveFileName(self, "Export the recolor preview",
-                                              os.path.join(start, f"{stem}_recolor.exr"), "OpenEXR images (*.exr)")
+        path = ask_preview_export_path(self, self.model.document.document, "recolor", self.last_export_dir)
         if path:
             self.last_export_dir = os.path.dirname(path)
             self.model.export(path, "recolor")

@@ -531,6 +531,22 @@ def _untidy_kernel(offsets, z, zback, perm, use_perm, out):
 
 
 @kernel
+def _sift_down(v, root, end):
+    """Restore the max-heap below ``root`` in ``v[:end]``."""
+    while True:
+        child = 2 * root + 1
+        if child >= end:
+            break
+        if child + 1 < end and v[child] < v[child + 1]:
+            child += 1
+        if v[root] < v[child]:
+            v[root], v[child] = v[child], v[root]
+            root = child
+        else:
+            break
+
+
+@kernel
 def _sort_f64(v: np.ndarray, n: np.int64) -> None:
     """In-place ascending sort of v[:n]: insertion sort when small, else heap sort."""
     if n < 2:
@@ -544,34 +560,12 @@ def _sort_f64(v: np.ndarray, n: np.int64) -> None:
                 j -= 1
             v[j + 1] = x
         return
-    # heapify
+    # heapify, then pop the largest to the end
     for start in range((n - 2) // 2, -1, -1):
-        root = start
-        while True:
-            child = 2 * root + 1
-            if child >= n:
-                break
-            if child + 1 < n and v[child] < v[child + 1]:
-                child += 1
-            if v[root] < v[child]:
-                v[root], v[child] = v[child], v[root]
-                root = child
-            else:
-                break
+        _sift_down(v, start, n)
     for end in range(n - 1, 0, -1):
         v[0], v[end] = v[end], v[0]
-        root = 0
-        while True:
-            child = 2 * root + 1
-            if child >= end:
-                break
-            if child + 1 < end and v[child] < v[child + 1]:
-                child += 1
-            if v[root] < v[child]:
-                v[root], v[child] = v[child], v[root]
-                root = child
-            else:
-                break
+        _sift_down(v, 0, end)
 
 
 @kernel(inline="always")

@@ -656,3 +656,17 @@ def test_split_keeps_plain_result_for_non_finite_depths():
     split = flatten(image, split_volumes=True)
     for name in plain:
         assert_same(split[name], plain[name])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 31, 32, 33, 64, 257])
+def test_boundary_sort_matches_numpy(n):
+    """The split-volume boundary sort: insertion sort up to 32 values, heap sort above."""
+    from core.kernels import _sort_f64
+
+    rng = np.random.default_rng(n)
+    v = np.concatenate([rng.standard_normal(n), rng.integers(-3, 3, 5).astype(np.float64)])
+    tail = v[n:].copy()
+    want = np.sort(v[:n])
+    _sort_f64(v, n)
+    np.testing.assert_array_equal(v[:n], want)
+    np.testing.assert_array_equal(v[n:], tail)

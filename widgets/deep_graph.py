@@ -6,21 +6,24 @@ sample's own (un-premultiplied) colour along depth. Point samples have solid mar
 volume samples (``ZBack > Z``, or a negative alpha as PRMan writes) are drawn as spans
 from Z to ZBack with hollow markers. The depth axis zooms and pans; hovering a sample sets
 the model's hovered sample (the sample table highlights its row). A pinned pixel is drawn
-dashed for comparison. Plot items are created once and updated with ``setData``.
+dashed for comparison. Each pixel is drawn by one item (``widgets.deep_graph_items``) and
+the graph fits its axes to the pixel itself, so a click redraws the plot once.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from app.document import DocumentModel
-from app.render import PixelProfile, pixel_profile, sample_colours
+from app.render import PixelProfile
 from core.layers import alpha_channel, find_layer, group_channels
 from core.model import DeepImage
+from widgets.deep_graph_items import DIMMED_ALPHA, GridLines, PixelPlot, SamplesItem, Series
+from widgets.text_line import TextLine
 
 BACKGROUND = QColor(24, 24, 26)
 CHANNEL_COLOURS = {"R": QColor(235, 70, 70), "G": QColor(80, 210, 90), "B": QColor(80, 140, 255),
@@ -28,12 +31,19 @@ CHANNEL_COLOURS = {"R": QColor(235, 70, 70), "G": QColor(80, 210, 90), "B": QCol
 ACCUMULATED_COLOUR = QColor(235, 235, 235)
 HOVER_RADIUS_PX = 10.0
 SELECTED_COLOUR = QColor(255, 150, 30)
-DIMMED_ALPHA = 60
 SLOTS = ("R", "G", "B", "A")
+RANGE_PAD = 0.05  # fraction of the data's extent left around it when the graph fits a pixel
+__all__ = ["DIMMED_ALPHA", "DeepGraph", "accumulated_curve", "graph_channels"]
 
 
 def _pen(colour: QColor, width: float = 1.5, style=Qt.PenStyle.SolidLine):
     return pg.mkPen(colour, width=width, style=style)
+
+
+def _clear(item: pg.ScatterPlotItem) -> None:
+    """Empty a scatter item, unless it is empty already (pyqtgraph redoes its work even then)."""
+    if len(item.data):
+        item.setData([], [])
 
 
 def graph_channels(image: DeepImage) -> dict[str, str]:
@@ -87,9 +97,8 @@ class DeepGraph(QWidget):
         super().__init__(parent)
         self.model = model
         self.setObjectName("deep_graph")
-        self.header = QLabel("Click a pixel to see its samples")
+        self.header = TextLine("Click a pixel to see its samples")
         self.header.setObjectName("deep_graph_header")
-        self.header.setTextFormat(Qt.TextFormat.PlainText)
         self.layout_widget = pg.GraphicsLayoutWidget()
         self.layout_widget.setBackground(BACKGROUND)
         layout = QVBoxLayout(self)
@@ -113,36 +122,39 @@ class DeepGraph(QWidget):
 
         self.plot = self.layout_widget.addPlot(row=1, col=0)
         self.plot.setMenuEnabled(False)
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.grid = GridLines(self.plot, BACKGROUND)
+        self.plot.addItem(self.grid, ignoreBounds=True)
         self.plot.setLabel("bottom", "depth (Z)")
         self.plot.setLabel("left", "value")
+        for plot in (self.plot, self.bar_plot):  # no "(x1e3)" relabelling on every range change
+            for name in ("bottom", "left", "top", "right"):
+                plot.getAxis(name).enableAutoSIPrefix(False)
+        self._depth_label = "depth (Z)"
         self.plot.setMouseEnabled(x=True, y=False)  # zoom and pan the depth axis only
-        self.plot.setAutoVisible(y=True)
+        # the graph fits each pixel itself (cheaper than pyqtgraph asking every item for its bounds)
+        # and fits the value axis to what is visible when the depth axis is zoomed or panned
+        self.plot.disableAutoRange()
+        self.plot.getViewBox().sigXRangeChanged.connect(self._fit_values_to_visible)
+        self._fitting = False
         self.bar_plot.setXLink(self.plot)
         self.legend = self.plot.addLegend(offset=(8, 4), labelTextColor=(210, 210, 210), colCount=5,
                                           brush=pg.mkBrush(24, 24, 26, 200))
 
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        self.spans: dict[str, pg.PlotDataItem] = {}
-        self.pinned_curves: dict[str, pg.PlotDataItem] = {}
+        vb = self.plot.getViewBox()
+        self.pinned_samples = SamplesItem(vb, CHANNEL_COLOURS, ACCUMULATED_COLOUR, BACKGROUND, pinned=True)
+        self.samples = SamplesItem(vb, CHANNEL_COLOURS, ACCUMULATED_COLOUR, BACKGROUND)
+        for item in (self.pinned_samples, self.samples):
+            self.plot.addItem(item, ignoreBounds=True)
+        # the legend's entries stand for the channels (clicking one hides or shows that channel)
+        self.legend_items: dict[str, pg.PlotDataItem] = {}
         for slot in SLOTS:
             colour = CHANNEL_COLOURS[slot]
-            span = pg.PlotDataItem(connect="pairs", pen=_pen(colour, 3.0))
-            self.plot.addItem(span)
-            self.spans[slot] = span
-            curve = pg.PlotDataItem(pen=_pen(colour), symbol="o", symbolSize=8, symbolPen=_pen(colour, 1.5),
-                                    name=slot)
-            self.plot.addItem(curve)
-            self.curves[slot] = curve
-            pinned = pg.PlotDataItem(pen=_pen(colour.darker(110), 1.2, Qt.PenStyle.DashLine), symbol="x",
-                                     symbolSize=6, symbolPen=_pen(colour.darker(110), 1.0))
-            self.plot.addItem(pinned)
-            self.pinned_curves[slot] = pinned
-        self.accumulated = pg.PlotDataItem(pen=_pen(ACCUMULATED_COLOUR, 2.0), name="opacity")
-        self.plot.addItem(self.accumulated)
-        self.pinned_accumulated = pg.PlotDataItem(pen=_pen(ACCUMULATED_COLOUR.darker(130), 1.5,
-                                                           Qt.PenStyle.DashLine))
-        self.plot.addItem(self.pinned_accumulated)
+            self.legend_items[slot] = pg.PlotDataItem(pen=_pen(colour), symbol="o", symbolSize=8,
+                                                      symbolPen=_pen(colour, 1.5), symbolBrush=pg.mkBrush(colour))
+        self.legend_items["opacity"] = pg.PlotDataItem(pen=_pen(ACCUMULATED_COLOUR, 2.0))
+        for name, item in self.legend_items.items():
+            self.legend.addItem(item, name)
+            item.visibleChanged.connect(lambda name=name, item=item: self._on_legend_toggled(name, item))
         self.hover_marker = pg.ScatterPlotItem(size=18, pen=_pen(QColor(255, 255, 255), 2.0), brush=None,
                                                symbol="o")
         self.plot.addItem(self.hover_marker)
@@ -151,6 +163,7 @@ class DeepGraph(QWidget):
         self.hover_line.setVisible(False)
         self.plot.addItem(self.hover_line, ignoreBounds=True)
 
+        self._hovering = False  # the model's hovered sample came from the mouse over this graph
         self.profile: PixelProfile | None = None
         self.pinned_profile: PixelProfile | None = None
         self.slots: dict[str, str] = {}
@@ -166,7 +179,9 @@ class DeepGraph(QWidget):
             for menu in (plot.ctrlMenu, plot.getViewBox().menu):
                 if menu is not None:
                     menu.setParent(self, menu.windowFlags())
-        self.layout_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        # hover from the viewport's own mouse events: pyqtgraph's sigMouseMoved drops moves that come
+        # within 10 ms of the previous one, so a quick move off a marker could leave it hovered
+        self.layout_widget.viewport().installEventFilter(self)
         for signal in (model.document_changed, model.part_changed, model.pixel_changed, model.pinned_changed):
             signal.connect(self.refresh)
         for signal in (model.exposure_changed, model.gamma_changed, model.transfer_changed):
@@ -177,13 +192,13 @@ class DeepGraph(QWidget):
     # ------------------------------------------------------------------ model -> graph
     def _on_tone_changed(self, *_args) -> None:
         """Only the colour bars depend on the tone: recolour them, keep the curves and the zoom."""
-        image = self.model.image
-        if not isinstance(image, DeepImage):
+        if not isinstance(self.model.image, DeepImage):
             return
-        tone = self.model.tone
-        for prof in (self.profile, self.pinned_profile):
-            if prof is not None:
-                prof.colours = sample_colours(image, prof, tone)
+        # the same samples, coloured by the model for the new tone
+        if self.profile is not None:
+            self.profile = self.model.pixel_profile((self.profile.x, self.profile.y))
+        if self.pinned_profile is not None:
+            self.pinned_profile = self.model.pixel_profile((self.pinned_profile.x, self.pinned_profile.y))
         self._update_bar(self.colour_bar, self.profile, 0.0)
         self._update_bar(self.pinned_bar, self.pinned_profile, -1.1)
         if self.emphasis is not None and self.profile is not None and self.profile.count:
@@ -196,17 +211,16 @@ class DeepGraph(QWidget):
         pixel = model.current_pixel
         deep = isinstance(image, DeepImage)
         self.slots = graph_channels(image) if deep else {}
-        self.profile = pixel_profile(image, *pixel, model.tone) if deep and pixel is not None else None
+        self.profile = model.pixel_profile(pixel) if deep else None
         pinned = model.pinned_pixel
-        self.pinned_profile = (pixel_profile(image, *pinned, model.tone)
-                               if deep and pinned is not None and pinned != pixel else None)
+        self.pinned_profile = model.pixel_profile(pinned) if deep and pinned != pixel else None
         self._clear_emphasis()
         self._update_items()
         self._update_header(image, pixel, deep)
         self._apply_emphasis()
         self._on_hovered_sample_changed(model.hovered_sample)
         if autorange:
-            self.plot.enableAutoRange(axis="xy")
+            self.fit()
 
     def _update_header(self, image, pixel, deep: bool) -> None:
         if image is None:
@@ -229,51 +243,39 @@ class DeepGraph(QWidget):
             p = self.pinned_profile
             text += f"   · pinned ({p.x}, {p.y}): {p.count} samples (dashed)"
         self.header.setText(text)
-        self.plot.setLabel("bottom", "depth (Z)" if self.profile is None or self.profile.has_depth
-                           else "sample index (no Z channel)")
+        label = "depth (Z)" if self.profile is None or self.profile.has_depth else "sample index (no Z channel)"
+        if label != self._depth_label:  # relabelling re-lays out the plot
+            self._depth_label = label
+            self.plot.setLabel("bottom", label)
 
-    def _update_items(self) -> None:
-        prof = self.profile
+    def _pixel_plot(self, prof: PixelProfile | None, dimmed: np.ndarray | None = None) -> PixelPlot | None:
+        """What the graph draws for one pixel: each channel's (Z, value) points and the opacity steps."""
+        if prof is None or prof.count == 0:
+            return None
+        z = prof.z.astype(np.float64)
+        zback = np.maximum(prof.zback, prof.z).astype(np.float64)
+        series = {}
         for slot in SLOTS:
             name = self.slots.get(slot)
-            curve, span = self.curves[slot], self.spans[slot]
-            if prof is None or name is None or prof.count == 0:
-                curve.setData([], [])
-                span.setData([], [])
+            if name is None:
                 continue
             values = prof.values[name].astype(np.float64)
             if slot == "A":
                 values = np.abs(values)
-            colour = CHANNEL_COLOURS[slot]
-            hollow = pg.mkBrush(BACKGROUND)
-            solid = pg.mkBrush(colour)
-            brushes = [hollow if v else solid for v in prof.is_volume]
-            curve.setData(prof.z.astype(np.float64), values, symbolBrush=brushes)
-            vol = prof.is_volume
-            if vol.any():
-                xs = np.empty(2 * int(vol.sum()))
-                xs[0::2], xs[1::2] = prof.z[vol], prof.zback[vol]
-                ys = np.repeat(values[vol], 2)
-                span.setData(xs, ys)
-            else:
-                span.setData([], [])
-        xs, ys = accumulated_curve(prof) if prof is not None else (np.zeros(0), np.zeros(0))
-        self.accumulated.setData(*self._extend_steps(xs, ys, prof))
-        self._update_bar(self.colour_bar, prof, 0.0)
+            series[slot] = Series(z, values, prof.is_volume, zback, dimmed)
+        xs, ys = accumulated_curve(prof)
+        return PixelPlot(series, self._extend_steps(xs, ys, prof))
 
-        pin = self.pinned_profile
-        for slot in SLOTS:
-            name = self.slots.get(slot)
-            if pin is None or name is None or pin.count == 0:
-                self.pinned_curves[slot].setData([], [])
-                continue
-            values = pin.values[name].astype(np.float64)
-            if slot == "A":
-                values = np.abs(values)
-            self.pinned_curves[slot].setData(pin.z.astype(np.float64), values)
-        pxs, pys = accumulated_curve(pin) if pin is not None else (np.zeros(0), np.zeros(0))
-        self.pinned_accumulated.setData(*self._extend_steps(pxs, pys, pin))
-        self._update_bar(self.pinned_bar, pin, -1.1)
+    def _update_items(self) -> None:
+        self.samples.set_plot(self._pixel_plot(self.profile))
+        self._update_bar(self.colour_bar, self.profile, 0.0)
+        self.pinned_samples.set_plot(self._pixel_plot(self.pinned_profile))
+        self._update_bar(self.pinned_bar, self.pinned_profile, -1.1)
+
+    def _on_legend_toggled(self, name: str, item: pg.PlotDataItem) -> None:
+        """A legend entry was clicked: hide or show that channel (or the opacity curve) of both pixels."""
+        for samples in (self.samples, self.pinned_samples):
+            samples.set_hidden(name, not item.isVisible())
 
     def _depth_extent(self) -> tuple[float, float] | None:
         zs = [p for p in (self.profile, self.pinned_profile) if p is not None and p.count]
@@ -286,6 +288,58 @@ class DeepGraph(QWidget):
             return None
         pad = max((hi - lo) * 0.05, abs(hi) * 1e-3, 1e-3)
         return lo - pad, hi + pad
+
+    def _value_extent(self, lo: float | None = None, hi: float | None = None) -> tuple[float, float] | None:
+        """The range of the values plotted for samples reaching into depths ``lo..hi`` (all when None)."""
+        parts = []
+        for prof in (self.profile, self.pinned_profile):
+            if prof is None or not prof.count:
+                continue
+            keep = slice(None)
+            if lo is not None and hi is not None:
+                keep = (np.maximum(prof.zback, prof.z) >= lo) & (prof.z <= hi)
+            for slot, name in self.slots.items():
+                values = prof.values[name][keep]
+                parts.append(np.abs(values) if slot == "A" else values)
+            if prof.accumulated is not None:
+                parts.append(prof.accumulated[keep])
+                parts.append(np.zeros(1, np.float32))  # the opacity curve starts at 0
+        values = np.concatenate([np.asarray(v, np.float64).ravel() for v in parts]) if parts else np.zeros(0)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return None
+        vlo, vhi = float(values.min()), float(values.max())
+        pad = max((vhi - vlo) * RANGE_PAD, abs(vhi) * 1e-3, 1e-3)
+        return vlo - pad, vhi + pad
+
+    def fit(self) -> None:
+        """Show the whole of the current (and pinned) pixel's samples, in one range change."""
+        depth = self._depth_extent()
+        if depth is None:
+            return
+        values = self._value_extent() or (-0.05, 1.05)
+        self._fitting = True
+        try:
+            self.plot.getViewBox().setRange(xRange=depth, yRange=values, padding=0)
+        finally:
+            self._fitting = False
+        # pyqtgraph applies a new range to the items' transforms when it next paints, and that
+        # marks the scene dirty again: one more repaint per click. Apply it now instead.
+        for plot in (self.plot, self.bar_plot):
+            plot.getViewBox().updateMatrix()
+
+    def _fit_values_to_visible(self, _vb=None, x_range=None) -> None:
+        """After the depth axis was zoomed or panned, fit the value axis to the samples in view."""
+        if self._fitting:
+            return
+        lo, hi = x_range if x_range is not None else self.plot.getViewBox().viewRange()[0]
+        values = self._value_extent(lo, hi)
+        if values is not None:
+            self._fitting = True
+            try:
+                self.plot.getViewBox().setYRange(*values, padding=0)
+            finally:
+                self._fitting = False
 
     def _extend_steps(self, xs: np.ndarray, ys: np.ndarray, prof: PixelProfile | None):
         """Start the opacity curve at 0 before the first sample and hold it after the last."""
@@ -319,11 +373,7 @@ class DeepGraph(QWidget):
         self.refresh(autorange=False)
 
     def _clear_emphasis(self) -> None:
-        """Plain markers again (before new data: per-sample pens of another pixel would not fit it)."""
-        for slot, curve in self.curves.items():
-            if isinstance(curve.opts.get("symbolPen"), list):
-                curve.opts["symbolPen"] = _pen(CHANNEL_COLOURS[slot], 1.5)
-        self.selection_marker.setData([], [])
+        _clear(self.selection_marker)
 
     def _apply_emphasis(self) -> None:
         prof = self.profile
@@ -333,24 +383,14 @@ class DeepGraph(QWidget):
         self.emphasis = None if chosen is None else np.asarray(chosen, dtype=bool)
         if self.emphasis is None or self.emphasis.shape != (prof.count,):
             self.emphasis = None
-            self.selection_marker.setData([], [])
+            _clear(self.selection_marker)
             return
         sel = self.emphasis
+        self.samples.set_plot(self._pixel_plot(prof, dimmed=~sel))
         xs, ys = [], []
-        for slot, name in self.slots.items():
-            values = prof.values[name].astype(np.float64)
-            if slot == "A":
-                values = np.abs(values)
-            colour = CHANNEL_COLOURS[slot]
-            dim = QColor(colour)
-            dim.setAlpha(DIMMED_ALPHA)
-            # through setData, so the styles survive the curve's own redraws
-            self.curves[slot].setData(prof.z.astype(np.float64), values,
-                                      symbolPen=[_pen(colour if s else dim, 1.5) for s in sel],
-                                      symbolBrush=[pg.mkBrush(BACKGROUND) if v else pg.mkBrush(colour if s else dim)
-                                                   for s, v in zip(sel, prof.is_volume, strict=True)])
-            xs.extend(prof.z[sel].astype(np.float64).tolist())
-            ys.extend(values[sel].tolist())
+        for x, y in (self.samples.getData(slot) for slot in self.slots):
+            xs.extend(x[sel].tolist())
+            ys.extend(y[sel].tolist())
         self.selection_marker.setData(xs, ys)
         if prof.count:
             self.colour_bar.setOpts(brushes=self._emphasis_bar_brushes(prof, sel))
@@ -395,10 +435,23 @@ class DeepGraph(QWidget):
                 best, best_d = i, float(d[i])
         return best
 
-    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        if obj is self.layout_widget.viewport():
+            kind = event.type()
+            if kind == QEvent.Type.MouseMove:
+                self._on_mouse_moved(self.layout_widget.mapToScene(event.position().toPoint()))
+            elif kind == QEvent.Type.Leave:
+                self._on_mouse_moved(None)
+        return super().eventFilter(obj, event)
+
+    def _on_mouse_moved(self, scene_pos: QPointF | None) -> None:
+        """Hover the sample under the mouse (None: the mouse left the graph)."""
         if self.profile is None:
             return
-        index = self.sample_at(scene_pos)
+        index = self.sample_at(scene_pos) if scene_pos is not None else None
+        if scene_pos is None and not self._hovering:
+            return  # leaving the graph clears only a hover the graph made (not the table's)
+        self._hovering = index is not None
         if index != self.model.hovered_sample:
             self.model.set_hovered_sample(index)
             self.sample_hovered.emit(index)
@@ -406,7 +459,7 @@ class DeepGraph(QWidget):
     def _on_hovered_sample_changed(self, index) -> None:
         prof = self.profile
         if prof is None or index is None or index >= prof.count:
-            self.hover_marker.setData([], [])
+            _clear(self.hover_marker)
             self.hover_line.setVisible(False)
             return
         xs, ys = [], []

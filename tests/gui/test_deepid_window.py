@@ -113,8 +113,7 @@ def test_click_objects_on_42(qtbot, main_window):
     assert sorted(set(gx.tolist())) == sorted(set(expected_z.astype(np.float64).tolist()))
     assert "selected sample" in window.deep_graph.header.text()
     qtbot.wait(50)  # the plot redraws after the range changes: the dimming must survive it
-    brushes = window.deep_graph.curves["A"].scatter.data["brush"]
-    alphas = [b.color().alpha() for b in brushes]
+    alphas = [alpha for _hollow, alpha in window.deep_graph.samples.marker_styles("A")]
     assert alphas == [255 if v == picked else DIMMED_ALPHA for v in samples["modelid"]]
 
     # another pixel with another number of samples: the graph follows it, still emphasised
@@ -124,7 +123,7 @@ def test_click_objects_on_42(qtbot, main_window):
     click_pixel(qtbot, window, ox + reference.data_window.xmin, oy + reference.data_window.ymin)
     other = reference.pixel_samples(ox, oy)
     for slot in ("R", "G", "B", "A"):
-        assert window.deep_graph.curves[slot].getData()[0].size == counts[oy, ox]
+        assert window.deep_graph.samples.getData(slot)[0].size == counts[oy, ox]
     assert f"Pixel ({ox}, {oy})" in window.deep_graph.header.text()
     np.testing.assert_array_equal(window.deep_graph.emphasis, other["modelid"] == picked)
     ids.set_pick_enabled(True)
@@ -149,8 +148,7 @@ def test_click_objects_on_42(qtbot, main_window):
     assert not ids.has_selection
     np.testing.assert_array_equal(ids.mask, np.zeros((reference.height, reference.width), np.float32))
     assert window.deep_graph.selection_marker.getData()[0].size == 0
-    assert all(b.color().alpha() == 255 for b in window.deep_graph.curves["A"].scatter.data["brush"])
-    assert not isinstance(window.deep_graph.curves["A"].opts["symbolPen"], list)
+    assert all(alpha == 255 for _hollow, alpha in window.deep_graph.samples.marker_styles("A"))
 
 
 def test_click_an_object_of_the_demo_scene(qtbot, main_window, demo_dir):

@@ -35,7 +35,7 @@ def test_tone_change_recolours_the_bar_like_a_fresh_profile(qtbot, deep):
     dw = deep.data_window
     model.set_current_pixel((2 + dw.xmin, 1 + dw.ymin))
     model.set_pinned_pixel((0 + dw.xmin, 1 + dw.ymin))
-    curve_before = graph.curves["R"].getData()[1].copy()
+    curve_before = graph.samples.getData("R")[1].copy()
     model.set_exposure(2.5)
     model.set_transfer("linear")
     want = pixel_profile(deep, 2 + dw.xmin, 1 + dw.ymin, model.tone)
@@ -43,7 +43,7 @@ def test_tone_change_recolours_the_bar_like_a_fresh_profile(qtbot, deep):
     pinned = pixel_profile(deep, dw.xmin, 1 + dw.ymin, model.tone)
     got_pinned = [b.color().getRgb()[:3] for b in graph.pinned_bar.opts["brushes"]]
     assert got_pinned == [tuple(int(v) for v in c[:3]) for c in pinned.colours]
-    np.testing.assert_array_equal(graph.curves["R"].getData()[1], curve_before)
+    np.testing.assert_array_equal(graph.samples.getData("R")[1], curve_before)
 
 
 def test_tone_change_keeps_the_selection_emphasis(qtbot, deep):

@@ -100,7 +100,7 @@ def test_deep_tiled_pixel_graph_and_table(qtbot, main_window):
     assert window.model.current_pixel == (104, 64)
     expected = reader_samples(open_exr(path).parts[0].image, 104, 64)
     assert len(expected["A"]) == 22
-    x, y = window.deep_graph.curves["A"].getData()
+    x, y = window.deep_graph.samples.getData("A")
     np.testing.assert_array_equal(x, expected["Z"])
     np.testing.assert_array_equal(y, np.abs(expected["A"]))
     assert np.all(np.diff(x) >= 0)  # depth order
@@ -122,7 +122,7 @@ def test_deep_scanline_pixel_and_exposure_keys(qtbot, main_window):
     click_pixel(qtbot, window, x, y)
     expected = reader_samples(open_exr(path).parts[0].image, x, y)
     for slot in "RGB":
-        np.testing.assert_array_equal(window.deep_graph.curves[slot].getData()[1], expected[slot])
+        np.testing.assert_array_equal(window.deep_graph.samples.getData(slot)[1], expected[slot])
     assert window.sample_table.table_model.rowCount() == int(counts.max())
 
     before = window.canvas.frame.rgba.astype(np.int64).sum()
@@ -175,7 +175,7 @@ def test_trunks_each_part_shows_its_own_samples(qtbot, main_window):
         assert window.model.part_index == index and window.canvas.frame.key[2] == index
         assert window.model.current_pixel == (x, y)
         expected = reader_samples(image, x, y)
-        gx, gy = window.deep_graph.curves["R"].getData()
+        gx, gy = window.deep_graph.samples.getData("R")
         np.testing.assert_array_equal(gx, expected["Z"])
         np.testing.assert_array_equal(gy, expected["R"])
         assert window.sample_table.table_model.rowCount() == len(expected["Z"])

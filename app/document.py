@@ -16,12 +16,25 @@ import os
 
 from PySide6.QtCore import QObject, Signal
 
-from app.render import VIEW_MODES, Frame, PartData, PartKey, Tone, View, default_view, view_is_valid
+from app.render import (
+    VIEW_MODES,
+    Frame,
+    PartData,
+    PartKey,
+    PixelProfile,
+    Tone,
+    View,
+    default_view,
+    pixel_profile,
+    sample_colours,
+    view_is_valid,
+)
 from core.display import TRANSFERS
 from core.layers import Layer, group_channels
 from core.model import DeepImage, ExrDocument, FlatImage
 
 Pixel = tuple[int, int]
+PROFILES_KEPT = 4  # the current and pinned pixels, and the last ones before them
 EXPOSURE_RANGE = (-20.0, 20.0)
 GAMMA_RANGE = (0.1, 10.0)
 
@@ -55,6 +68,7 @@ class DocumentModel(QObject):
         self._hovered_sample: int | None = None
         self._frame: Frame | None = None
         self._part_cache: dict[PartKey, PartData] = {}
+        self._profiles: dict[tuple[int, Pixel], tuple[DeepImage, PixelProfile | None]] = {}
 
     # ------------------------------------------------------------------ document and part
     @property
@@ -260,6 +274,31 @@ class DocumentModel(QObject):
             self._hovered_sample = index
             self.hovered_sample_changed.emit(index)
 
+    def pixel_profile(self, pixel: Pixel | None) -> PixelProfile | None:
+        """The deep samples of ``pixel`` (absolute) in the current part, coloured with the current tone.
+
+        None for a flat part or a pixel outside the data window. Every widget showing the
+        current or pinned pixel asks here, so a click sorts and formats the pixel once; the
+        colours are redone when the tone has changed since.
+        """
+        image = self.image
+        if pixel is None or not isinstance(image, DeepImage):
+            return None
+        key = (id(image), pixel)
+        hit = self._profiles.pop(key, None)
+        if hit is not None and hit[0] is image:
+            profile = hit[1]
+            self._profiles[key] = hit  # the most recently used is kept longest
+        else:
+            profile = pixel_profile(image, *pixel, self.tone)
+            self._profiles[key] = (image, profile)
+            while len(self._profiles) > PROFILES_KEPT:
+                del self._profiles[next(iter(self._profiles))]
+        if profile is not None and profile.tone != self.tone:
+            profile.colours = sample_colours(image, profile, self.tone)
+            profile.tone = self.tone
+        return profile
+
     def local_pixel(self, pixel: Pixel | None = None, image: DeepImage | FlatImage | None = None) -> Pixel | None:
         """Data-window-relative (x, y) of an absolute pixel in ``image`` (the current part), or None outside."""
         pixel = self._pixel if pixel is None else pixel
@@ -295,6 +334,7 @@ class DocumentModel(QObject):
 
     def clear_cache(self, path: str | os.PathLike | None = None) -> None:
         """Forget derived arrays of ``path`` (all when None); done on open and reload."""
+        self._profiles.clear()
         if path is None:
             self._part_cache.clear()
             return

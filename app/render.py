@@ -128,6 +128,7 @@ class PixelProfile:
     colours: np.ndarray
     has_depth: bool = True
     channel_order: list[str] = field(default_factory=list)
+    tone: Tone | None = None  # what ``colours`` were made with
 
     @property
     def count(self) -> int:
@@ -296,6 +297,7 @@ def pixel_profile(image: DeepImage, x: int, y: int, tone: Tone | None = None) ->
     profile = PixelProfile(x, y, order, z, zback, values, alpha, is_volume, accumulated,
                            np.zeros((n, 4), dtype=np.uint8), has_depth, channel_order)
     profile.colours = sample_colours(image, profile, tone)
+    profile.tone = tone or Tone()
     return profile
 
 

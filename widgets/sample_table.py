@@ -15,12 +15,13 @@ import io
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QAction, QBrush, QColor, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QMenu, QTableView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView, QVBoxLayout, QWidget
 
 from app.document import DocumentModel
-from app.render import PixelProfile, format_value, pixel_profile
+from app.render import PixelProfile, format_value
 from core.layers import group_channels
 from core.model import DeepImage, PixelType
+from widgets.text_line import TextLine
 
 HIGHLIGHT = QColor(90, 80, 20)
 DEPTH_COLUMNS = ("Z", "ZBack")
@@ -52,10 +53,28 @@ class SampleTableModel(QAbstractTableModel):
         self.highlight: int | None = None
 
     def set_table(self, headers: list[str], rows: list[list[str]], csv_rows: list[list[str]]) -> None:
-        self.beginResetModel()
-        self.headers, self.rows, self.csv_rows = headers, rows, csv_rows
+        """Show new rows. With the same columns as before (clicking from pixel to pixel of a part)
+        the rows are replaced in place: a model reset would also reset the header and make the
+        view lay itself out and repaint from scratch."""
+        if headers != self.headers or not self.rows or not rows:
+            self.beginResetModel()
+            self.headers, self.rows, self.csv_rows = headers, rows, csv_rows
+            self.highlight = None
+            self.endResetModel()
+            return
+        old, new = len(self.rows), len(rows)
         self.highlight = None
-        self.endResetModel()
+        if new < old:
+            self.beginRemoveRows(QModelIndex(), new, old - 1)
+            self.rows, self.csv_rows = rows, csv_rows
+            self.endRemoveRows()
+        elif new > old:
+            self.beginInsertRows(QModelIndex(), old, new - 1)
+            self.rows, self.csv_rows = rows, csv_rows
+            self.endInsertRows()
+        else:
+            self.rows, self.csv_rows = rows, csv_rows
+        self.dataChanged.emit(self.index(0, 0), self.index(min(old, new) - 1, len(headers) - 1))
 
     def set_highlight(self, row: int | None) -> None:
         old, self.highlight = self.highlight, row
@@ -149,8 +168,7 @@ class SampleTable(QWidget):
         super().__init__(parent)
         self.model = model
         self.setObjectName("sample_table")
-        self.caption = QLabel("Click a pixel to list its samples")
-        self.caption.setTextFormat(Qt.TextFormat.PlainText)
+        self.caption = TextLine("Click a pixel to list its samples")
         self.table_model = SampleTableModel(self)
         self.view = QTableView()
         self.view.setModel(self.table_model)
@@ -159,6 +177,9 @@ class SampleTable(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(20)
+        # the row count changes with every click: a scroll bar that came and went would re-lay out
+        # and repaint the whole table each time (and shift the columns under the mouse)
+        self.view.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         # widths from font metrics once per pixel (ResizeToContents asks the model for every cell on each layout)
         self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self._headers: list[str] = []  # the columns last sized: widths only grow while they stay
@@ -200,7 +221,7 @@ class SampleTable(QWidget):
             self.caption.setText(f"Pixel ({pixel[0]}, {pixel[1]}): outside the data window")
             return
         if isinstance(image, DeepImage):
-            self.profile = pixel_profile(image, *pixel, model.tone)
+            self.profile = model.pixel_profile(pixel)
             extra = [col for provider in self.column_providers for col in provider(image, self.profile)]
             self.table_model.set_table(*deep_table(image, self.profile, extra))
             n = self.profile.count

@@ -155,3 +155,34 @@ def test_part_cache_is_keyed_and_cleared(model):
     assert model.cached_part_data(("/tmp/a.exr", 4.0, 0)) is None
     model.set_document(make_document(make_flat(), path="/tmp/a.exr", mtime=6.0), keep_state=True)
     assert model.cached_part_data(("/tmp/a.exr", 5.0, 1)) is None  # reload clears the file's entries
+
+
+def test_pixel_profile_is_shared_recoloured_per_tone_and_dropped_with_the_document(model):
+    image = make_deep(np.array([[2, 5], [0, 3]]), rng=np.random.default_rng(2))
+    model.set_document(make_document(image))
+    first = model.pixel_profile((1, 0))
+    assert first is model.pixel_profile((1, 0))  # the graph and the table share one sort and format
+    assert first.count == 5
+    from app.render import pixel_profile
+
+    colours = first.colours.copy()
+    model.set_exposure(3.0)
+    again = model.pixel_profile((1, 0))
+    assert again is first and again.tone == model.tone
+    np.testing.assert_array_equal(again.colours, pixel_profile(image, 1, 0, model.tone).colours)
+    assert not np.array_equal(again.colours, colours)
+    from app.document import PROFILES_KEPT
+
+    others = [(0, 0), (0, 1), (1, 1), (5, 5), (6, 6)][:PROFILES_KEPT]
+    for pixel in others[:-1]:
+        model.pixel_profile(pixel)
+    assert model.pixel_profile((1, 0)) is first  # used again: kept longest
+    for pixel in others:  # as many other pixels as are kept: it goes
+        model.pixel_profile(pixel)
+    assert model.pixel_profile((1, 0)) is not first
+    assert model.pixel_profile((5, 5)) is None and model.pixel_profile(None) is None  # outside; no pixel
+    kept = model.pixel_profile((1, 0))
+    model.set_document(make_document(make_deep(np.array([[1, 1], [1, 1]])), path="/other.exr"))
+    assert model.pixel_profile((1, 0)) is not kept and model.pixel_profile((1, 0)).count == 1
+    model.set_document(make_document(make_flat()))
+    assert model.pixel_profile((0, 0)) is None  # flat parts have no samples

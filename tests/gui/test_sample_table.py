@@ -110,3 +110,58 @@ def test_flat_pixel_lists_channel_values(qtbot):
         expected = f"0x{int(v):08x}" if name == "id" else f"{v:.6g}"
         assert cell(table, r, 1) == expected
     assert table.view.selectionBehavior() == QAbstractItemView.SelectionBehavior.SelectRows
+
+
+def test_clicking_between_pixels_replaces_rows_in_place(qtbot, deep_setup):
+    """Same columns: rows are inserted, removed and changed (no model reset, which would reset the
+    header and lay the view out again); other columns: a reset."""
+    model, table, image = deep_setup
+    tm = table.table_model
+    signals = []
+    for name in ("modelReset", "rowsInserted", "rowsRemoved", "dataChanged"):
+        getattr(tm, name).connect(lambda *a, name=name: signals.append(name))
+    model.set_current_pixel((1, 0))  # 5 samples
+    widths = [table.view.horizontalHeader().sectionSize(c) for c in range(tm.columnCount())]
+    signals.clear()
+    model.set_current_pixel((0, 0))  # 2 samples
+    assert "modelReset" not in signals and "rowsRemoved" in signals
+    assert tm.rowCount() == 2 and cell(table, 1, 0) == "1"
+    a = int(image.offsets[0])
+    assert cell(table, 0, tm.headers.index("Z")) == f"{image.channels['Z'][a]:.6g}"
+    signals.clear()
+    model.set_current_pixel((1, 0))
+    assert "modelReset" not in signals and "rowsInserted" in signals and tm.rowCount() == 5
+    assert [table.view.horizontalHeader().sectionSize(c) for c in range(tm.columnCount())] == widths
+    signals.clear()
+    model.set_current_pixel((0, 1))  # no samples
+    assert tm.rowCount() == 0
+    model.set_current_pixel((1, 1))
+    assert tm.rowCount() == 1
+    signals.clear()
+    model.set_document(make_document(make_flat()))
+    model.set_current_pixel((1, 1))
+    assert "modelReset" in signals and tm.headers == ["channel", "value", "type"]
+
+
+def test_caption_changes_do_not_relayout_the_table(qtbot, deep_setup):
+    """The caption is a fixed-height line: a new text repaints it and nothing else."""
+    from PySide6.QtCore import QEvent, QObject
+
+    model, table, image = deep_setup
+    model.set_current_pixel((1, 0))
+    qtbot.wait(20)
+    requests = []
+
+    class Spy(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt override
+            if event.type() == QEvent.Type.LayoutRequest:
+                requests.append(obj)
+            return False
+
+    spy = Spy()
+    table.installEventFilter(spy)
+    height = table.caption.height()
+    table.caption.setText("a much longer caption than before, " * 5)
+    qtbot.wait(20)
+    assert requests == [] and table.caption.height() == height
+    assert table.caption.toolTip().startswith("a much longer caption")

@@ -142,7 +142,8 @@ class ImageCanvas(pg.GraphicsView):
 
         self._frame: Frame | None = None
         self._fitted_path: str | None = None
-        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        # the hover pixel follows this view's own mouse moves (see mouseMoveEvent), not the scene's
+        # sigMouseMoved, which drops moves within 10 ms of the last and could leave the readout stale
         self.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.view_box.sigRangeChanged.connect(self._on_range_changed)
         model.frame_changed.connect(self._on_frame_changed)
@@ -278,6 +279,10 @@ class ImageCanvas(pg.GraphicsView):
         else:
             self.model.set_current_pixel(pixel)
         event.accept()
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self._on_mouse_moved(self.mapToScene(event.position().toPoint()))
+        super().mouseMoveEvent(event)
 
     def leaveEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.model.set_hover_pixel(None)

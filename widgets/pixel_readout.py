@@ -1,23 +1,35 @@
-"""The hover readout: x, y, the displayed values, Z and the sample count under the cursor."""
+"""The hover readout: x, y, the displayed values, Z and the sample count under the cursor.
+
+A read-only, frameless line edit rather than a label: the text can still be selected and
+copied, and a new text does not make the status bar (and through it the main window) lay
+itself out and repaint again, which a label does on every ``setText`` (that is, on every
+mouse move over the image and every click).
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QLineEdit, QSizePolicy
 
 from app.document import DocumentModel
 from app.render import readout_text
 
 
-class PixelReadout(QLabel):
-    """A status-bar label that follows the model's hover pixel (the current pixel otherwise)."""
+class PixelReadout(QLineEdit):
+    """A status-bar line that follows the model's hover pixel (the current pixel otherwise)."""
 
     def __init__(self, model: DocumentModel, parent=None):
         super().__init__(parent)
         self.model = model
         self.setObjectName("pixel_readout")
-        self.setTextFormat(Qt.TextFormat.PlainText)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setReadOnly(True)
+        self.setFrame(False)
+        self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        palette = self.palette()  # look like the status bar's text, not like an input field
+        palette.setColor(QPalette.ColorRole.Base, palette.color(QPalette.ColorRole.Window))
+        self.setPalette(palette)
         for signal in (model.hover_changed, model.pixel_changed, model.frame_changed, model.document_changed,
                        model.part_changed):
             signal.connect(self.refresh)

@@ -85,6 +85,53 @@ def test_hover_sets_model_hover_and_readout(qtbot, setup):
     assert f"{n} sample" in readout.text()
 
 
+def test_every_mouse_move_updates_the_hover_pixel(qtbot, setup):
+    """pyqtgraph's scene drops moves within 10 ms of the last one; the canvas must not, or the
+    readout would show a pixel the mouse has already left."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QMouseEvent
+
+    model, canvas, image, frame = setup
+    canvas.fit()
+    viewport = canvas.viewport()
+    for pixel in ((11, 21), (16, 24), (12, 22), (13, 23)):
+        pos = QPointF(canvas.widget_pos_of(*pixel))
+        event = QMouseEvent(QEvent.Type.MouseMove, pos, viewport.mapToGlobal(pos.toPoint()).toPointF(),
+                            Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(viewport, event)
+        assert model.hover_pixel == pixel
+
+
+def test_readout_text_changes_do_not_relayout_the_status_bar(qtbot, setup):
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QMainWindow
+
+    model, canvas, image, frame = setup
+    window = QMainWindow()
+    qtbot.addWidget(window)
+    readout = PixelReadout(model)
+    window.statusBar().addWidget(readout, 1)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(20)  # the first layout of the shown window
+    requests = []
+
+    class Spy(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 - Qt override
+            if event.type() == QEvent.Type.LayoutRequest:
+                requests.append(obj)
+            return False
+
+    spy = Spy()
+    window.statusBar().installEventFilter(spy)
+    for pixel in ((11, 21), (16, 24), (12, 22)):
+        model.set_hover_pixel(pixel)
+        QApplication.processEvents()
+        assert readout.text().startswith(f"x {pixel[0]}  y {pixel[1]}")
+    assert requests == []
+    assert readout.isReadOnly()  # selectable and copyable, not editable
+
+
 def test_fit_and_one_to_one(qtbot, setup):
     model, canvas, image, frame = setup
     canvas.fit()

@@ -16,6 +16,7 @@ For the colour maps (depth and sample-count heat maps), NaN is magenta as well a
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -119,6 +120,18 @@ def _raw_thresholds(thr: np.ndarray, mul: np.float32) -> np.ndarray:
     with np.errstate(all="ignore"):
         reaches = lambda x: (x * mul).astype(np.float64) >= thr  # noqa: E731
         return _smallest_reaching(reaches, thr / np.float64(mul), np.float32)
+
+
+@functools.lru_cache(maxsize=32)
+def _code_tables(transfer: str, gamma: float, mul: float) -> tuple:
+    """The kernel's lookup tables for one tone (a few milliseconds to build, so kept: a viewer
+    redraws with the same few tones over and over, and colours single pixels' samples)."""
+    raw = _raw_thresholds(_thresholds(transfer, gamma), np.float32(mul))
+    tables = _bucket_table(raw)
+    search = tables is None
+    shift, first, table = (0, 0, np.zeros(1, np.int64)) if search else tables
+    rbits = raw.view(np.int32).astype(np.int64)
+    return shift, first, table, search, rbits
 
 
 def _bucket_table(raw: np.ndarray) -> tuple[int, int, np.ndarray] | None:
@@ -277,11 +290,8 @@ def display_transform(
         alpha = np.zeros((1, 1), np.float32)
     out = _check_out(out, h, w)
     mul = np.float32(2.0 ** min(max(float(exposure), -100.0), 100.0))
-    raw = _raw_thresholds(_thresholds(transfer, float(gamma)), mul)
-    tables = _bucket_table(raw)
-    search = tables is None
-    shift, first, table = (0, 0, np.zeros(1, np.int64)) if search else tables
-    rbits = raw.view(np.int32).astype(np.int64)
+    shift, first, table, search, rbits = _code_tables(transfer, float(gamma) if transfer == "gamma" else 0.0,
+                                                      float(mul))
     if h and w:
         _display_kernel(rgb.view(np.uint32), shift, first, table, search, rbits, alpha, has_alpha, out)
     return out

@@ -236,3 +236,20 @@ def test_robust_range():
     assert robust_range(np.full((3, 3), np.inf, np.float32)) == (0.0, 1.0)
     assert robust_range(np.array([[2.0]], np.float32)) == (2.0, 2.0)
     assert robust_range(np.array([[1, 2, 3]], np.uint32), 0, 100) == (1.0, 3.0)
+
+
+def test_kept_tables_give_the_same_codes_as_fresh_ones():
+    """The per-tone lookup tables are kept between calls: interleaved tones (cache hits and
+    misses, more tones than are kept) still give every value the reference code."""
+    from core.display import _code_tables
+
+    rgb = np.random.default_rng(3).uniform(-0.1, 4.0, (7, 9, 3)).astype(np.float32)
+    tones = [(e, g, t) for e in (-2.0, 0.0, 0.5, 3.25) for g, t in ((2.2, "srgb"), (1.8, "gamma"), (2.4, "gamma"),
+                                                                      (1.0, "linear"))]
+    _code_tables.cache_clear()
+    for _ in range(2):
+        for exposure, gamma, transfer in tones + tones[::-1]:
+            out = display_transform(rgb, exposure=exposure, gamma=gamma, transfer=transfer)
+            np.testing.assert_array_equal(out, ref_display(rgb, exposure, gamma, transfer))
+    info = _code_tables.cache_info()
+    assert info.hits > 0 and info.misses >= len(tones)

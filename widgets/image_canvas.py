@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
 from app.document import DocumentModel
@@ -99,6 +100,27 @@ class _PixelValueText(pg.GraphicsObject):
         painter.restore()
 
 
+class FrameItem(pg.ImageItem):
+    """The frame's uint8 RGBA pixels, handed to Qt as a premultiplied image without a copy.
+
+    pyqtgraph wraps such an array as straight (non-premultiplied) RGBA, which Qt converts
+    in full on every paint, even to redraw the few pixels under a moved marker. Frames are
+    valid premultiplied data (opaque, or fully transparent black where a colour map shows
+    infinity), so they can be drawn as they are.
+    """
+
+    def render(self) -> None:
+        img = self.image
+        if img is None or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 4 or not img.flags.c_contiguous:
+            super().render()
+            return
+        h, w = img.shape[:2]
+        self.qimage = QImage(img.data, w, h, w * 4, QImage.Format.Format_RGBA8888_Premultiplied)
+        self._frame_pixels = img  # the QImage reads this array's memory: keep it alive with it
+        self._renderRequired = False
+        self._unrenderable = False
+
+
 class ImageCanvas(pg.GraphicsView):
     """The model's frame in a ViewBox: zoom to cursor (wheel), pan (drag), fit, 1:1."""
 
@@ -116,7 +138,7 @@ class ImageCanvas(pg.GraphicsView):
         if menu is not None:
             menu.setParent(self, menu.windowFlags())
 
-        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.image_item = FrameItem(axisOrder="row-major")
         self.view_box.addItem(self.image_item)
         self.display_outline = QGraphicsRectItem()
         self.display_outline.setPen(_rect_pen(QColor(200, 200, 200, 170), 1.0, Qt.PenStyle.DashLine))

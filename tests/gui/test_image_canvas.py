@@ -132,6 +132,22 @@ def test_readout_text_changes_do_not_relayout_the_status_bar(qtbot, setup):
     assert readout.isReadOnly()  # selectable and copyable, not editable
 
 
+def test_the_canvas_shows_the_frame_pixels_as_they_are(qtbot, setup):
+    """The frame goes to Qt as premultiplied RGBA without a copy: the screen shows its bytes."""
+    model, canvas, image, frame = setup
+    canvas.fit()
+    for item in (canvas.current_marker, canvas.current_ring, canvas.pinned_marker, canvas.pinned_ring):
+        item.setVisible(False)
+    qtbot.wait(30)
+    shot = canvas.viewport().grab().toImage()
+    ratio = shot.devicePixelRatio()
+    for ly in range(frame.rgba.shape[0]):
+        for lx in range(frame.rgba.shape[1]):
+            pos = canvas.widget_pos_of(lx + DW.xmin, ly + DW.ymin)
+            got = shot.pixelColor(int(pos.x() * ratio), int(pos.y() * ratio))
+            assert (got.red(), got.green(), got.blue()) == tuple(int(v) for v in frame.rgba[ly, lx, :3]), (lx, ly)
+
+
 def test_fit_and_one_to_one(qtbot, setup):
     model, canvas, image, frame = setup
     canvas.fit()

@@ -188,3 +188,14 @@ def test_readout_text(deep):
     flat = make_flat(2, 2)
     flat_frame = render_frame(RenderRequest(KEY, flat, View("channel", "", "id"), Tone())).frame
     assert f"id 0x{int(flat.channels['id'][1, 0]):08x}" in readout_text(flat_frame, flat, 0, 1)
+
+
+@pytest.mark.parametrize("view", [View("color"), View("channel", "", "G"), View("alpha"), View("depth"),
+                                  View("samples")])
+def test_frames_are_valid_premultiplied_rgba(deep, view):
+    """The canvas hands frames to Qt as premultiplied RGBA without converting them: every
+    view must give colour bytes no larger than the alpha byte (opaque, or transparent black)."""
+    frame = render_frame(RenderRequest(KEY, deep, view, Tone(exposure=4.0))).frame
+    rgba = frame.rgba
+    assert rgba.dtype == np.uint8 and rgba.flags.c_contiguous
+    assert (rgba[..., :3] <= rgba[..., 3:4]).all()

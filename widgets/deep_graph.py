@@ -135,6 +135,10 @@ class DeepGraph(QWidget):
         # and fits the value axis to what is visible when the depth axis is zoomed or panned
         self.plot.disableAutoRange()
         self.plot.getViewBox().sigXRangeChanged.connect(self._fit_values_to_visible)
+        # pyqtgraph's "A" (auto-range) button would ask the items for bounds they do not report:
+        # it fits the pixel the way a click does
+        self.plot.autoBtn.clicked.disconnect(self.plot.autoBtnClicked)
+        self.plot.autoBtn.clicked.connect(self._on_auto_button)
         self._fitting = False
         self.bar_plot.setXLink(self.plot)
         self.legend = self.plot.addLegend(offset=(8, 4), labelTextColor=(210, 210, 210), colCount=5,
@@ -327,6 +331,10 @@ class DeepGraph(QWidget):
         # marks the scene dirty again: one more repaint per click. Apply it now instead.
         for plot in (self.plot, self.bar_plot):
             plot.getViewBox().updateMatrix()
+
+    def _on_auto_button(self, *_args) -> None:
+        self.fit()
+        self.plot.autoBtn.hide()
 
     def _fit_values_to_visible(self, _vb=None, x_range=None) -> None:
         """After the depth axis was zoomed or panned, fit the value axis to the samples in view."""

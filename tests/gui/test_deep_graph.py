@@ -297,3 +297,14 @@ def test_non_finite_values_break_the_line_and_keep_the_extent(qtbot, setup):
     assert np.isfinite(lo) and np.isfinite(hi)
     (_, _), (y0, y1) = graph.plot.getViewBox().viewRange()
     assert np.isfinite(y0) and np.isfinite(y1)
+
+
+def test_the_auto_range_button_fits_the_pixel_again(qtbot, setup):
+    model, graph, image = setup
+    model.set_current_pixel((2, 1))
+    vb = graph.plot.getViewBox()
+    fitted = vb.viewRange()
+    graph.plot.setXRange(2.0, 2.5, padding=0)  # zoomed in on the depth axis
+    assert vb.viewRange()[0] == pytest.approx([2.0, 2.5])
+    graph.plot.autoBtn.clicked.emit(graph.plot.autoBtn)
+    assert vb.viewRange()[0] == pytest.approx(fitted[0]) and vb.viewRange()[1] == pytest.approx(fitted[1])

@@ -81,3 +81,29 @@ def make_document(*images, path="/nonexistent/synthetic.exr", mtime=1.0) -> ExrD
                  "displayWindow": Attribute("displayWindow", "box2i", image.display_window)}
         parts.append(Part(PartHeader(i, attrs), image))
     return ExrDocument(path=path, parts=parts, mtime=mtime)
+
+
+# ---------------------------------------------------------------------- event spies
+class EventSpy:
+    """Records the events of one type a widget receives: ``with EventSpy(w, QEvent.Type.Paint) as seen:``."""
+
+    def __init__(self, widget, event_type):
+        from PySide6.QtCore import QObject
+
+        seen = self.seen = []
+
+        class _Filter(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802 - Qt override
+                if event.type() == event_type:
+                    seen.append(obj)
+                return False
+
+        self.widget = widget
+        self._filter = _Filter()
+
+    def __enter__(self) -> list:
+        self.widget.installEventFilter(self._filter)
+        return self.seen
+
+    def __exit__(self, *_exc) -> None:
+        self.widget.removeEventFilter(self._filter)

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QPointF
 
 from app.document import DocumentModel
-from tests.gui.helpers import make_deep, make_document, make_flat
+from tests.gui.helpers import EventSpy, make_deep, make_document, make_flat
 from widgets.deep_graph import DeepGraph, accumulated_curve
 
 pytestmark = pytest.mark.gui
@@ -137,23 +137,11 @@ def test_accumulated_curve_steps_for_points_and_ramps_for_volumes():
 # ---------------------------------------------------------------------- fitting, painting, hover robustness
 def count_paints(qtbot, widget, action) -> int:
     """How many times ``widget`` paints while ``action()`` runs and the events it queued are handled."""
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
 
-    painted = []
-
-    class Spy(QObject):
-        def eventFilter(self, obj, event):  # noqa: N802 - Qt override
-            if event.type() == QEvent.Type.Paint:
-                painted.append(obj)
-            return False
-
-    spy = Spy()
-    widget.installEventFilter(spy)
-    try:
+    with EventSpy(widget, QEvent.Type.Paint) as painted:
         action()
         qtbot.wait(60)
-    finally:
-        widget.removeEventFilter(spy)
     return len(painted)
 
 

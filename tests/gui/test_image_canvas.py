@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 from app.document import DocumentModel
 from app.render import RenderRequest, Tone, View, render_frame
 from core.model import Box
-from tests.gui.helpers import make_deep, make_document
+from tests.gui.helpers import EventSpy, make_deep, make_document
 from widgets.image_canvas import ImageCanvas
 from widgets.pixel_readout import PixelReadout
 
@@ -103,7 +103,7 @@ def test_every_mouse_move_updates_the_hover_pixel(qtbot, setup):
 
 
 def test_readout_text_changes_do_not_relayout_the_status_bar(qtbot, setup):
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
     from PySide6.QtWidgets import QMainWindow
 
     model, canvas, image, frame = setup
@@ -114,20 +114,11 @@ def test_readout_text_changes_do_not_relayout_the_status_bar(qtbot, setup):
     window.show()
     qtbot.waitExposed(window)
     qtbot.wait(20)  # the first layout of the shown window
-    requests = []
-
-    class Spy(QObject):
-        def eventFilter(self, obj, event):  # noqa: N802 - Qt override
-            if event.type() == QEvent.Type.LayoutRequest:
-                requests.append(obj)
-            return False
-
-    spy = Spy()
-    window.statusBar().installEventFilter(spy)
-    for pixel in ((11, 21), (16, 24), (12, 22)):
-        model.set_hover_pixel(pixel)
-        QApplication.processEvents()
-        assert readout.text().startswith(f"x {pixel[0]}  y {pixel[1]}")
+    with EventSpy(window.statusBar(), QEvent.Type.LayoutRequest) as requests:
+        for pixel in ((11, 21), (16, 24), (12, 22)):
+            model.set_hover_pixel(pixel)
+            QApplication.processEvents()
+            assert readout.text().startswith(f"x {pixel[0]}  y {pixel[1]}")
     assert requests == []
     assert readout.isReadOnly()  # selectable and copyable, not editable
 

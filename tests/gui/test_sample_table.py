@@ -7,12 +7,12 @@ import io
 
 import numpy as np
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QAbstractItemView
 
 from app.document import DocumentModel
-from tests.gui.helpers import make_deep, make_document, make_flat
+from tests.gui.helpers import EventSpy, make_deep, make_document, make_flat
 from widgets.sample_table import HIGHLIGHT, SampleTable
 
 pytestmark = pytest.mark.gui
@@ -67,7 +67,10 @@ def test_copy_as_csv_round_trips_values(qtbot, deep_setup):
             assert np.float32(float(row[header.index(name)])) == image.channels[name][a + r]
         assert int(row[header.index("id")], 16) == int(image.channels["id"][a + r])
     # with a selection, only the selected rows
-    table.view.selectRow(3)
+    # (select explicitly: selectRow() extends the selection when Qt thinks Shift is held, which
+    # an earlier test's shift-click can leave behind)
+    flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+    table.view.selectionModel().select(table.table_model.index(3, 0), flags)
     rows = list(csv.reader(io.StringIO(table.copy_csv())))
     assert len(rows) == 2 and rows[1][0] == "3"
 
@@ -145,23 +148,14 @@ def test_clicking_between_pixels_replaces_rows_in_place(qtbot, deep_setup):
 
 def test_caption_changes_do_not_relayout_the_table(qtbot, deep_setup):
     """The caption is a fixed-height line: a new text repaints it and nothing else."""
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
 
     model, table, image = deep_setup
     model.set_current_pixel((1, 0))
     qtbot.wait(20)
-    requests = []
-
-    class Spy(QObject):
-        def eventFilter(self, obj, event):  # noqa: N802 - Qt override
-            if event.type() == QEvent.Type.LayoutRequest:
-                requests.append(obj)
-            return False
-
-    spy = Spy()
-    table.installEventFilter(spy)
     height = table.caption.height()
-    table.caption.setText("a much longer caption than before, " * 5)
-    qtbot.wait(20)
+    with EventSpy(table, QEvent.Type.LayoutRequest) as requests:
+        table.caption.setText("a much longer caption than before, " * 5)
+        qtbot.wait(20)
     assert requests == [] and table.caption.height() == height
     assert table.caption.toolTip().startswith("a much longer caption")

@@ -48,9 +48,11 @@ _INF32 = np.float32(np.inf)
 
 # Pixels per parallel work item for kernels that need per-worker scratch memory.
 _CHUNK = 2048
-# Pixels with at most this many samples are sorted by ranking packed (Z key, index) int64s
-# (O(n^2) but branch-free and vectorised: 2x faster than the merge sort on 30-60 samples);
-# bigger ones by merge sort, whose runs of _SMALL_SORT are sorted by insertion sort.
+# Out-of-order pixels with at most _SMALL_ORDER samples are sorted by insertion (float
+# compares, no keys), up to _RANK_SORT by ranking packed (Z key, index) int64s (O(n^2) but
+# branch-free and vectorised: 2x faster than the merge sort on 30-60 samples); bigger ones
+# by merge sort, whose runs of _SMALL_SORT are sorted by insertion sort.
+_SMALL_ORDER = 8
 _RANK_SORT = 64
 _SMALL_SORT = 24
 # Canonical key of a NaN Z: after every number (int32 max).
@@ -184,18 +186,55 @@ def _merge_sort(keys: np.ndarray, idx: np.ndarray, tkeys: np.ndarray, tidx: np.n
 
 
 @kernel(inline="always")
-def _rank_sort(zbits, zbbits, has_zback, a, n, keys, tkeys, out) -> None:
-    """Depth order of pixel [a, a+n) into out[a:a+n] by ranking unique packed keys.
+def _insertion_order(z, zback, has_zback, out, o, n) -> None:
+    """Stable in-place insertion sort of the sample indices out[o:o+n] by ``_in_order``.
+
+    Float compares on the samples themselves, no keys: the cheapest order for the few
+    samples of a surface pixel, and O(n) on a nearly sorted run."""
+    for i in range(o + 1, o + n):
+        v = out[i]
+        j = i - 1
+        while j >= o and not _in_order(z[out[j]], z[v], zback[out[j]], zback[v], has_zback):
+            out[j + 1] = out[j]
+            j -= 1
+        out[j + 1] = v
+
+
+@kernel(inline="always")
+def _rank_sort(zbbits, has_zback, a, n, keys, tkeys, out, o) -> None:
+    """Depth order of pixel [a, a+n) into out[o:o+n] by ranking unique packed keys.
 
     ``keys[j]`` holds ``Z key << 32 | j``: unique, so the rank of each (the number of smaller
     keys, a branch-free loop the compiler vectorises) is its place, and ties of ``Z`` come
     out in stored order. Runs of equal ``Z`` are then insertion-sorted by ``ZBack`` (stable)."""
-    for i in range(n):
+    i = 0
+    while i + 4 <= n:  # four ranks per pass over the keys: a quarter of the loads and loop overhead
+        k0 = keys[i]
+        k1 = keys[i + 1]
+        k2 = keys[i + 2]
+        k3 = keys[i + 3]
+        r0 = 0
+        r1 = 0
+        r2 = 0
+        r3 = 0
+        for j in range(n):
+            kj = keys[j]
+            r0 += kj < k0
+            r1 += kj < k1
+            r2 += kj < k2
+            r3 += kj < k3
+        tkeys[r0] = k0
+        tkeys[r1] = k1
+        tkeys[r2] = k2
+        tkeys[r3] = k3
+        i += 4
+    while i < n:
         ki = keys[i]
         r = 0
         for j in range(n):
             r += keys[j] < ki
         tkeys[r] = ki
+        i += 1
     if has_zback:
         s = 0
         while s < n:
@@ -214,53 +253,70 @@ def _rank_sort(zbits, zbbits, has_zback, a, n, keys, tkeys, out) -> None:
                     tkeys[j + 1] = v
             s = e
     for r in range(n):
-        out[a + r] = a + (tkeys[r] & 0xFFFFFFFF)
+        out[o + r] = a + (tkeys[r] & 0xFFFFFFFF)
+
+
+# What _order_pixel found: the pixel's samples are in depth order, stored strictly back to
+# front, or neither (then their order was written out).
+_IN_ORDER = 0
+_REVERSED = 1
+_REORDERED = 2
 
 
 @kernel(inline="always")
-def _order_pixel(zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out) -> bool:
-    """Write pixel [a, a+n)'s depth order to out[a:a+n]; returns False when it was already in order.
+def _order_pixel(z, zback, zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out, o) -> int:
+    """Classify pixel [a, a+n) as ``_IN_ORDER``, ``_REVERSED`` or ``_REORDERED``; only the last
+    writes anything: the pixel's sample indices in depth order, to out[o:o+n].
 
-    One pass computes the keys and whether they are non-decreasing (identity) or strictly
-    decreasing (stored back to front: the reversal, stable because there are no ties)."""
-    prev = _sample_key(zbits, zbbits, has_zback, a)
-    keys[0] = _float_key(zbits[a]) << 32
-    asc = True
-    desc = True
+    One branch-free pass of float compares (it vectorises) counts the steps in order: all of
+    them is the identity, none means stored strictly back to front (the reversal, stable
+    because there are no ties). The rest are sorted: up to ``_SMALL_ORDER`` samples by insertion, up
+    to ``_RANK_SORT`` by rank (``_rank_sort``), others by a merge sort of int64 keys. The
+    caller picks ``o``: ``a`` for a whole-image permutation, the pixel's place in its chunk
+    for chunk scratch."""
+    zc = z[a : a + n]  # views: indices from 0 compile without wraparound checks, so this vectorises
+    zbc = zback[a : a + n]
+    steps = 0
     for j in range(1, n):
-        k = _sample_key(zbits, zbbits, has_zback, a + j)
-        keys[j] = (_float_key(zbits[a + j]) << 32) | j
-        asc &= prev <= k
-        desc &= prev > k
-        prev = k
-    if asc:
+        steps += _in_order_flag(zc[j - 1], zc[j], zbc[j - 1], zbc[j], has_zback)
+    if steps == n - 1:
+        return _IN_ORDER
+    if steps == 0:
+        return _REVERSED
+    _sort_pixel(z, zback, zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out, o)
+    return _REORDERED
+
+
+@kernel(inline="always")
+def _sort_pixel(z, zback, zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out, o) -> None:
+    """Pixel [a, a+n)'s sample indices in depth order into out[o:o+n] (see ``_order_pixel``)."""
+    if n <= _SMALL_ORDER:
         for j in range(n):
-            out[a + j] = a + j
-        return False
-    if desc:
+            out[o + j] = a + j
+        _insertion_order(z, zback, has_zback, out, o, n)
+    elif n <= _RANK_SORT:
         for j in range(n):
-            out[a + j] = a + n - 1 - j
-        return True
-    if n <= _RANK_SORT:
-        _rank_sort(zbits, zbbits, has_zback, a, n, keys, tkeys, out)
-        return True
-    for j in range(n):
-        keys[j] = _sample_key(zbits, zbbits, has_zback, a + j)
-        idx[j] = a + j
-    if _merge_sort(keys, idx, tkeys, tidx, n):
-        for j in range(n):
-            out[a + j] = tidx[j]
+            keys[j] = (_float_key(zbits[a + j]) << 32) | j
+        _rank_sort(zbbits, has_zback, a, n, keys, tkeys, out, o)
     else:
         for j in range(n):
-            out[a + j] = idx[j]
-    return True
+            keys[j] = _sample_key(zbits, zbbits, has_zback, a + j)
+            idx[j] = a + j
+        if _merge_sort(keys, idx, tkeys, tidx, n):
+            for j in range(n):
+                out[o + j] = tidx[j]
+        else:
+            for j in range(n):
+                out[o + j] = idx[j]
 
 
 @kernel(parallel=True)
-def _depth_order_kernel(offsets, zbits, zbbits, has_zback, max_count, out):
+def _depth_order_kernel(offsets, z, zback, has_zback, max_count, out):
     """Every pixel's depth order into out; returns the number of pixels that were reordered."""
     npix = offsets.shape[0] - 1
     nchunks = (npix + _CHUNK - 1) // _CHUNK
+    zbits = z.view(np.int32)
+    zbbits = zback.view(np.int32)
     moved = 0
     for c in prange(nchunks):
         keys = np.empty(max_count, np.int64)
@@ -273,9 +329,46 @@ def _depth_order_kernel(offsets, zbits, zbbits, has_zback, max_count, out):
             n = offsets[p + 1] - a
             if n <= 0:
                 continue
-            chunk_moved += _order_pixel(zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out)
+            how = _order_pixel(z, zback, zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out, a)
+            if how == _IN_ORDER:
+                for j in range(n):
+                    out[a + j] = a + j
+            elif how == _REVERSED:
+                for j in range(n):
+                    out[a + j] = a + n - 1 - j
+            chunk_moved += how != _IN_ORDER
         moved += chunk_moved
     return moved
+
+
+@kernel(inline="always")
+def _in_order_flag(zp, zc, zbp, zbc, has_zback) -> bool:
+    """``_in_order`` as logic on the compares, without branches, so a loop over many samples
+    vectorises (NaN compares are false: a NaN ``Z`` goes last, a NaN ``ZBack`` last among equal ``Z``)."""
+    zback_ok = (zbc != zbc) | ((zbp == zbp) & (zbc >= zbp))
+    return (zc != zc) | ((zp == zp) & ((zc > zp) | ((zc == zp) & (zback_ok | (not has_zback)))))
+
+
+@kernel(inline="always")
+def _chunk_in_order(offsets, p0, p1, z, zback, has_zback) -> bool:
+    """Whether every pixel of p0..p1 is in depth order.
+
+    Branch-free passes over the chunk (they vectorise): mark the samples that start a pixel,
+    then look for a step between neighbouring samples that goes backwards, not counting
+    those onto a pixel start. About the cost of reading ``Z``/``ZBack``; a per-pixel loop of
+    compares pays a branch miss on nearly every pixel of 1-3 samples (5x slower)."""
+    s0 = offsets[p0]
+    n = offsets[p1] - s0
+    start = np.zeros(n + 1, np.uint8)
+    first = offsets[p0:p1]
+    for k in range(p1 - p0):
+        start[first[k] - s0] = 1
+    zc = z[s0 : s0 + n]  # views: indices from 0 compile without wraparound checks
+    zbc = zback[s0 : s0 + n]
+    steps_back = 0
+    for j in range(1, n):
+        steps_back += (1 - _in_order_flag(zc[j - 1], zc[j], zbc[j - 1], zbc[j], has_zback)) & (1 - start[j])
+    return steps_back == 0
 
 
 @kernel(parallel=True)
@@ -284,14 +377,7 @@ def _is_depth_sorted_kernel(offsets, z, zback, has_zback):
     nchunks = (npix + _CHUNK - 1) // _CHUNK
     bad = 0
     for c in prange(nchunks):
-        chunk_bad = 0
-        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, npix)):
-            for j in range(offsets[p] + 1, offsets[p + 1]):
-                if not _in_order(z[j - 1], z[j], zback[j - 1], zback[j], has_zback):
-                    chunk_bad = 1
-                    break
-            if chunk_bad:  # one pixel out of order decides: no need to scan the rest
-                break
+        chunk_bad = 0 if _chunk_in_order(offsets, c * _CHUNK, min((c + 1) * _CHUNK, npix), z, zback, has_zback) else 1
         bad += chunk_bad
     return bad == 0
 
@@ -322,15 +408,16 @@ def depth_order(offsets: np.ndarray, z: np.ndarray, zback: np.ndarray | None = N
     sample to another pixel. Order: ``Z`` ascending, then ``zback`` ascending (when
     given), then stored order (stable); NaN ``Z`` last. Pixels already in order keep
     the identity, pixels stored strictly back to front (no ties) are reversed. Others of up
-    to 64 samples are sorted by ranking unique packed ``(Z key, index)`` keys, bigger ones
-    (volumes can hold hundreds of samples) by a stable merge sort; pixels run in parallel.
+    to 8 samples are sorted by insertion, up to 64 by ranking unique packed ``(Z key,
+    index)`` keys, bigger ones (volumes can hold hundreds of samples) by a stable merge
+    sort; pixels run in parallel.
     """
     offsets, z, zback = _validate_depth_arrays(offsets, z, zback)
     out = np.empty(int(offsets[-1]), np.int64)
     if out.shape[0] == 0:
         return out
     zb = zback if zback is not None else z
-    _depth_order_kernel(offsets, z.view(np.int32), zb.view(np.int32), zback is not None, _max_count(offsets), out)
+    _depth_order_kernel(offsets, z, zb, zback is not None, _max_count(offsets), out)
     return out
 
 
@@ -419,10 +506,14 @@ def associated_alpha(channel: str, names) -> str | None:
 
 @kernel
 def _over_range(
-    p0, p1, offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, z, zback, has_zback,
-    out_alpha, out_col, out_z, out_zback,
+    p0, p1, offsets, alpha, has_alpha, colours, n_col, order, use_perm, sorting, moved, base, with_depth, z,
+    zback, has_zback, out_alpha, out_col, out_z, out_zback,
 ):  # fmt: skip
     """Front-to-back over of pixels p0..p1 in float32, each stopping once alpha reaches 1.
+
+    Samples are read in stored order, or through ``order``: the whole image's ``depth_order``
+    (``use_perm``), or with ``sorting`` the chunk's own (``_order_chunk``: sample ``j`` of a
+    pixel with ``moved[p - p0]`` is ``order[j - base]``).
 
     With ``with_depth``, also the front of the first sample with ``|alpha| > 0`` and the
     back of the last one composited (``inf`` when there is none). The channel loop is
@@ -430,12 +521,15 @@ def _over_range(
     composites every array of ``colours`` (``n_col`` is unused: with no colour channel the
     caller passes a stand-in whose output row it discards)."""
     for p in range(p0, p1):
+        a0 = offsets[p]
+        a1 = offsets[p + 1]
+        direct = not moved[p - p0] if sorting else not use_perm
         acc = _ZERO
         front = _INF32
         back = _INF32
         found = False
-        for j in range(offsets[p], offsets[p + 1]):
-            s = perm[j] if use_perm else j
+        for j in range(a0, a1):
+            s = j if direct else order[j - base]
             al = abs(alpha[s]) if has_alpha else _ONE
             w = _ONE - acc
             k = 0
@@ -475,25 +569,110 @@ def _over_pixel(a0, a1, alpha, has_alpha, colours, n_col, perm, use_perm, p, out
     out_alpha[p] = acc
 
 
+@kernel(inline="always")
+def _order_upto3(z, zback, has_zback, a, n, out, o) -> None:
+    """Depth order of a pixel of at most 3 samples into out[o:o+3], without a branch.
+
+    Each sample's place is its rank: the number of samples that go before it (a later one
+    only when strictly in front, so equal depths keep their stored order). The three
+    compares are independent of each other, where the exchanges of a sorting network wait
+    on one another (3x slower), and a sort or even the check of whether one is needed
+    mispredicts a branch on most pixels of 1-3 samples. Slots past ``n`` keep their own
+    place. Always writes 3 slots (the caller leaves room); loads are clamped into ``z``,
+    which must not be empty."""
+    last = z.shape[0] - 1
+    i0 = min(a, last)
+    i1 = min(a + 1, last)
+    i2 = min(a + 2, last)
+    has1 = np.int64(n > 1)
+    has2 = np.int64(n > 2)
+    f01 = np.int64(_in_order_flag(z[i0], z[i1], zback[i0], zback[i1], has_zback))
+    f02 = np.int64(_in_order_flag(z[i0], z[i2], zback[i0], zback[i2], has_zback))
+    f12 = np.int64(_in_order_flag(z[i1], z[i2], zback[i1], zback[i2], has_zback))
+    r0 = has1 * (1 - f01) + has2 * (1 - f02)
+    r1 = has1 * (f01 + has2 * (1 - f12)) + (1 - has1)
+    r2 = has2 * (f02 + f12) + 2 * (1 - has2)
+    out[o + r0] = a
+    out[o + r1] = a + 1
+    out[o + r2] = a + 2
+
+
+@kernel(inline="always")
+def _order_chunk(offsets, p0, p1, zbits, zbbits, z, zback, has_zback, order, moved) -> None:
+    """Depth order of the pixels p0..p1 that are not in order, into ``order`` (indexed from the
+    chunk's first sample) and flagged in ``moved``; the sort scratch fits the chunk's largest
+    pixel. (A branch-free pass that counts in-order steps, so that each pixel is classified
+    without a loop, measured slower: the per-pixel compares stop early on unsorted pixels.)"""
+    base = offsets[p0]
+    m = 0
+    for p in range(p0, p1):
+        m = max(m, offsets[p + 1] - offsets[p])
+    keys = np.empty(m, np.int64)
+    idx = np.empty(m, np.int64)
+    tkeys = np.empty(m, np.int64)
+    tidx = np.empty(m, np.int64)
+    for p in range(p0, p1):
+        a0 = offsets[p]
+        a1 = offsets[p + 1]
+        n = a1 - a0
+        if n <= 3:
+            _order_upto3(z, zback, has_zback, a0, n, order, a0 - base)
+            moved[p - p0] = True
+            continue
+        how = _order_pixel(z, zback, zbits, zbbits, has_zback, a0, n, keys, idx, tkeys, tidx, order, a0 - base)
+        if how == _REVERSED:
+            for r in range(n):
+                order[a0 - base + r] = a1 - 1 - r
+        moved[p - p0] = how != _IN_ORDER
+
+
 @kernel(parallel=True)
 def _flatten_over_kernel(
-    offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, z, zback, has_zback,
+    offsets, alpha, has_alpha, colours, n_col, perm, use_perm, sorting, with_depth, z, zback, has_zback,
     out_alpha, out_col, out_z, out_zback,
 ):  # fmt: skip
+    """``_over_range`` over every chunk. With ``sorting`` each chunk is first put in depth order
+    (``_order_chunk``) into a permutation of its own: it stays in cache for the over that
+    follows, and no image-sized permutation is written or gathered through."""
     npix = offsets.shape[0] - 1
     nchunks = (npix + _CHUNK - 1) // _CHUNK
+    zbits = z.view(np.int32)
+    zbbits = zback.view(np.int32)
     for c in prange(nchunks):
+        p0 = c * _CHUNK
+        p1 = min((c + 1) * _CHUNK, npix)
+        reorder = sorting and not _chunk_in_order(offsets, p0, p1, z, zback, has_zback)
+        order = perm
+        base = 0
+        moved = np.empty(p1 - p0 if reorder else 0, np.bool_)
+        if reorder:
+            base = offsets[p0]
+            order = np.empty(offsets[p1] - base + 3, np.int64)  # _order_upto3 writes 3 slots
+            _order_chunk(offsets, p0, p1, zbits, zbbits, z, zback, has_zback, order, moved)
         _over_range(
-            c * _CHUNK, min((c + 1) * _CHUNK, npix), offsets, alpha, has_alpha, colours, n_col, perm,
-            use_perm, with_depth, z, zback, has_zback, out_alpha, out_col, out_z, out_zback,
+            p0, p1, offsets, alpha, has_alpha, colours, n_col, order, use_perm, reorder, moved, base,
+            with_depth, z, zback, has_zback, out_alpha, out_col, out_z, out_zback,
         )  # fmt: skip
 
 
 @kernel(parallel=True)
-def _flatten_id_kernel(offsets, ids, alpha, has_alpha, perm, use_perm, out):
+def _flatten_id_kernel(offsets, ids, alpha, has_alpha, perm, use_perm, sorting, z, zback, has_zback, out):
+    """The id of each pixel's front-most sample with ``|alpha| > 0``. With ``sorting`` (samples
+    in any order) that is the smallest in depth order, found by one scan: a later sample wins
+    only when strictly in front, as the stable sort would have it."""
     npix = offsets.shape[0] - 1
     for p in prange(npix):
         value = np.uint32(0)
+        if sorting:
+            best = -1
+            for j in range(offsets[p], offsets[p + 1]):
+                al = abs(alpha[j]) if has_alpha else _ONE
+                if al > _ZERO and (best < 0 or not _in_order(z[best], z[j], zback[best], zback[j], has_zback)):
+                    best = j
+            if best >= 0:
+                value = ids[best]
+            out[p] = value
+            continue
         for j in range(offsets[p], offsets[p + 1]):
             s = perm[j] if use_perm else j
             al = abs(alpha[s]) if has_alpha else _ONE
@@ -745,7 +924,8 @@ def flatten(
 
     The samples must already be in depth order (``sort_samples``; the reader sorts at
     load) unless ``sort=True``, which composites in ``depth_order`` without copying the
-    channels. For each sample, premultiplied: ``out_c += (1 - acc) * c`` and
+    channels (with one alpha group, each chunk of pixels is ordered inside the over pass,
+    no image-sized permutation is built). For each sample, premultiplied: ``out_c += (1 - acc) * c`` and
     ``acc += (1 - acc) * |a|`` in float32 (as OpenImageIO/OpenEXR do), with ``a`` the
     channel's associated alpha (``associated_alpha``); a pixel stops once ``acc >= 1``:
     later samples are hidden (with ``acc == 1`` they would add exactly zero, and a NaN or
@@ -784,12 +964,6 @@ def flatten(
     z = available.get("Z")
     zback = available.get("ZBack")
 
-    perm = np.empty(0, np.int64)
-    use_perm = False
-    if sort and z is not None and not is_depth_sorted(offsets, z, zback):
-        perm = depth_order(offsets, z, zback)
-        use_perm = True
-
     def f32(arr: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(arr, dtype=np.float32)
 
@@ -809,6 +983,24 @@ def flatten(
         else:
             groups.setdefault(associated_alpha(name, available), []).append(name)
 
+    # Z and ZBack come out of the pass over the base alpha's group (same stop rule).
+    depth_alpha = "A" if "A" in available else None
+    if depth_wanted and depth_alpha not in groups:
+        groups[depth_alpha] = []
+
+    # sort=True: with one over pass (one alpha group: the usual beauty + depth), each chunk
+    # of pixels is ordered inside that pass, just before it is composited. Several passes
+    # would each sort again, and volume splitting (its tidy test and split kernels) reads
+    # through a permutation: those build depth_order once, unless the samples are in order.
+    sorting = sort and z is not None
+    perm = np.empty(0, np.int64)
+    use_perm = False
+    if sorting and (split_volumes or len(groups) > 1):
+        sorting = False
+        if not is_depth_sorted(offsets, z, zback):
+            perm = depth_order(offsets, z, zback)
+            use_perm = True
+
     dummy = np.zeros(1, np.float32)
     zf = f32(z if z is not None else available.get("ZBack", dummy))
     zb = f32(zback) if zback is not None else zf
@@ -819,12 +1011,9 @@ def flatten(
         _untidy_kernel(offsets, zf, zb, perm, use_perm, flags)
         untidy = np.flatnonzero(flags).astype(np.int64)
     max_count = _max_count(offsets) if untidy.shape[0] else 0
-    # Z and ZBack come out of the pass over the base alpha's group (same stop rule).
-    depth_alpha = "A" if "A" in available else None
-    if depth_wanted and depth_alpha not in groups:
-        groups[depth_alpha] = []
-    out_z = np.full(npix, np.inf, np.float32)
-    out_zback = np.full(npix, np.inf, np.float32)
+    # every pixel's depth is written by the pass over depth_alpha's group when depth is wanted
+    out_z = np.empty(npix, np.float32)
+    out_zback = np.empty(npix, np.float32)
     for alpha_name, cols in groups.items():
         has_alpha = alpha_name is not None
         alpha = f32(available[alpha_name]) if has_alpha else dummy
@@ -836,8 +1025,8 @@ def flatten(
         with_depth = depth_wanted and alpha_name == depth_alpha
         if npix:
             _flatten_over_kernel(
-                offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, zf, zb, has_zback,
-                out_alpha, out_col, out_z, out_zback,
+                offsets, alpha, has_alpha, colours, n_col, perm, use_perm, sorting, with_depth, zf, zb,
+                has_zback, out_alpha, out_col, out_z, out_zback,
             )  # fmt: skip
         if untidy.shape[0]:
             _flatten_split_kernel(
@@ -860,7 +1049,7 @@ def flatten(
             _flatten_id_kernel(
                 offsets, np.ascontiguousarray(available[name]),
                 f32(available[alpha_name]) if alpha_name is not None else dummy, alpha_name is not None,
-                perm, use_perm, out,
+                perm, use_perm, sorting, zf, zb, has_zback, out,
             )  # fmt: skip
         result[name] = out.reshape(h, w)
 

@@ -156,6 +156,34 @@ def test_depth_order_of_empty_images():
     assert is_depth_sorted(np.zeros(5, np.int64), np.zeros(0, np.float32))
 
 
+def test_is_depth_sorted_over_chunks_ignores_steps_between_pixels():
+    # every pixel in order but starting in front of where the previous one ended, empty
+    # pixels everywhere (also at chunk ends); then one pixel out of order deep in chunk 3
+    rng = np.random.default_rng(2)
+    npix = 3 * 2048 + 500
+    counts = rng.integers(0, 4, npix)
+    counts[2047::2048] = 0
+    counts[2048] = 0
+    offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    n = int(offsets[-1])
+    pix = np.repeat(np.arange(npix), counts)
+    z = (np.arange(n) - offsets[pix] + 100.0 - pix * 0.01).astype(np.float32)
+    zback = z.copy()
+    assert is_depth_sorted(offsets, z, zback) and is_depth_sorted(offsets, z)
+    np.testing.assert_array_equal(depth_order(offsets, z, zback), np.arange(n))
+    p = 2 * 2048 + 700 + int(np.argmax(counts[2 * 2048 + 700 :] >= 2))
+    bad = z.copy()
+    a = offsets[p]
+    bad[a], bad[a + 1] = bad[a + 1], bad[a]
+    assert not is_depth_sorted(offsets, bad, zback)
+    np.testing.assert_array_equal(depth_order(offsets, bad, zback), ref_depth_order(offsets, bad, zback))
+    tie = z.copy()  # equal Z: ZBack decides
+    tie[offsets[p] + 1] = tie[offsets[p]]
+    zb = zback.copy()
+    zb[offsets[p]] = zb[offsets[p] + 1] + 1.0
+    assert is_depth_sorted(offsets, tie) and not is_depth_sorted(offsets, tie, zb)
+
+
 @SETTINGS
 @given(deep_depths())
 def test_sort_samples_permutes_every_channel(data):
@@ -343,6 +371,173 @@ def test_flatten_default_skips_ids_and_sort_option_matches_sorted_copy(image):
     got = flatten(shuffled, sort=True)
     for name in expected:
         assert_same(got[name], expected[name])
+
+
+def stored_in(image: DeepImage, order: np.ndarray) -> DeepImage:
+    """The image with its samples stored in ``order`` (a permutation inside each pixel)."""
+    channels = {n: np.ascontiguousarray(a[order]) for n, a in image.channels.items()}
+    return DeepImage(image.data_window, image.display_window, image.offsets, channels, dict(image.pixel_types))
+
+
+def pixel_orders(offsets, ref: np.ndarray, modes, rng) -> np.ndarray:
+    """Per pixel, from its depth order ``ref``: kept (in order), reversed or shuffled."""
+    parts = [np.zeros(0, np.int64)]
+    for p, mode in enumerate(modes):
+        own = ref[offsets[p] : offsets[p + 1]]
+        parts.append(own if mode == 0 else own[::-1] if mode == 1 else rng.permutation(own))
+    return np.concatenate(parts).astype(np.int64)
+
+
+def assert_bits(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@st.composite
+def unsorted_cases(draw):
+    """Samples with ties, NaN and -0 depths, stored per pixel in order, back to front or
+    shuffled; pixels of 0-7 samples, maybe one of 9-90 (insertion, rank and merge sorts);
+    one alpha group (the ordering inside the over) or several (through depth_order)."""
+    counts = draw(st.lists(st.integers(0, 7), min_size=1, max_size=12))
+    if draw(st.booleans()):
+        counts.insert(draw(st.integers(0, len(counts))), draw(st.integers(9, 90)))
+    n = sum(counts)
+    f32 = lambda s: np.array(draw(st.lists(s, min_size=n, max_size=n)), np.float32)  # noqa: E731
+    channels = {
+        "R": f32(VALUES),
+        "G": f32(VALUES),
+        "A": f32(ALPHAS),
+        "Z": f32(st.sampled_from(DEPTHS)),
+        "ZBack": f32(st.sampled_from(DEPTHS)),
+        "AR": f32(ALPHAS),
+        "L1.A": f32(ALPHAS),
+        "L1.X": f32(VALUES),
+        "id": np.array(draw(st.lists(st.integers(0, 2**32 - 1), min_size=n, max_size=n)), np.uint32),
+    }
+    for name in draw(st.sets(st.sampled_from(["A", "ZBack", "AR", "L1.A", "L1.X", "G"]))):
+        del channels[name]
+    image = make_image(counts, channels)
+    ref = ref_depth_order(image.offsets, channels["Z"], channels.get("ZBack"))
+    modes = draw(st.lists(st.integers(0, 2), min_size=len(counts), max_size=len(counts)))
+    order = pixel_orders(image.offsets, ref, modes, np.random.default_rng(draw(st.integers(0, 2**32 - 1))))
+    return stored_in(image, order)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(unsorted_cases())
+def test_flatten_sort_of_any_stored_order_equals_the_sorted_image(image):
+    # bit for bit: the same samples composited in the same order, ids included
+    names = list(image.channels)
+    ch = image.channels
+    ordered = stored_in(image, ref_depth_order(image.offsets, ch["Z"], ch.get("ZBack")))
+    got = flatten(image, names, sort=True)
+    want = flatten(ordered, names)
+    ref = ref_flatten(ordered, names)
+    assert list(got) == names
+    for name in names:
+        assert_bits(got[name], want[name])
+        assert_same(got[name], ref[name])
+
+
+def test_flatten_sort_of_every_small_pixel_equals_the_sorted_image():
+    # every pixel of 1-3 samples over depths with ties, -0, NaN and ZBack ties (those are
+    # ranked without a branch): the composite equals the sorted image's bit for bit, and
+    # unique colours with alpha 0.5 make any other order change it
+    import itertools
+
+    depths = [(1.0, 1.0), (1.0, 2.0), (-0.0, 0.5), (0.0, 0.5), (math.nan, 3.0), (1.0, math.nan), (2.0, 2.0)]
+    pixels = [combo for n in (1, 2, 3) for combo in itertools.product(depths, repeat=n)]
+    counts = [len(c) for c in pixels]
+    flat = [s for c in pixels for s in c]
+    n = len(flat)
+    channels = {
+        "R": np.arange(1, n + 1, dtype=np.float32),
+        "A": np.full(n, 0.5, np.float32),
+        "Z": np.array([s[0] for s in flat], np.float32),
+        "ZBack": np.array([s[1] for s in flat], np.float32),
+    }
+    image = make_image(counts, channels)
+    for zback in (True, False):
+        chans = dict(channels) if zback else {k: v for k, v in channels.items() if k != "ZBack"}
+        img = make_image(counts, chans)
+        order = ref_depth_order(img.offsets, chans["Z"], chans.get("ZBack"))
+        names = list(chans)
+        got = flatten(img, names, sort=True)
+        want = flatten(stored_in(img, order), names)
+        for name in names:
+            assert_bits(got[name], want[name])
+    assert image.total_samples == n
+
+
+def _volume_scene(npix: int, seed: int):
+    """Offsets and channels of a benchmark-like scene over several chunks: surface pixels of
+    1-3 samples, volume runs of 30-60 and 65-120 samples, empty pixels; half the pixels with
+    ties in Z (ordered by ZBack), half without (stored back to front, they are reversed), a
+    few NaN Z, -0.0; samples stored in depth order."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 4, npix)
+    vol = rng.random(npix) < 0.05
+    counts[vol] = rng.integers(30, 61, int(vol.sum()))
+    counts[rng.random(npix) < 0.01] = rng.integers(65, 121)
+    counts[rng.random(npix) < 0.03] = 0
+    offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    n = int(offsets[-1])
+    pix = np.repeat(np.arange(npix), counts)
+    ties = (rng.random(npix) < 0.5)[pix]  # half the pixels with many equal Z, half with none
+    z = np.where(ties, rng.integers(0, 40, n), rng.permutation(n)).astype(np.float32) * np.float32(0.25)
+    z[rng.random(n) < 0.01] = np.nan
+    z[rng.random(n) < 0.01] = -0.0
+    zback = z + rng.integers(0, 3, n).astype(np.float32)
+    zback[rng.random(n) < 0.01] = np.nan
+    alpha = rng.uniform(0.0, 0.4, n).astype(np.float32)
+    alpha[rng.random(n) < 0.05] = 1.0
+    alpha[rng.random(n) < 0.05] = 0.0
+    channels = {"R": rng.random(n, dtype=np.float32), "G": rng.random(n, dtype=np.float32),
+                "B": rng.random(n, dtype=np.float32), "A": alpha, "Z": z, "ZBack": zback,
+                "id": rng.integers(0, 2**32, n, dtype=np.uint32)}  # fmt: skip
+    image = make_image(counts, channels, width=100)
+    return stored_in(image, ref_depth_order(offsets, z, zback))
+
+
+@pytest.mark.parametrize("stored", ["in order", "back to front", "random", "a few pixels"])
+def test_flatten_sort_over_many_chunks_equals_the_sorted_image(stored, monkeypatch):
+    from core import kernels
+
+    ordered = _volume_scene(7300, seed=11)  # 4 chunks of pixels, the last one partial
+    offsets = ordered.offsets
+    npix = offsets.shape[0] - 1
+    rng = np.random.default_rng(5)
+    modes = {"in order": np.zeros(npix, int), "back to front": np.ones(npix, int),
+             "random": np.full(npix, 2)}.get(stored)  # fmt: skip
+    if modes is None:  # most chunks untouched, a few pixels reordered in the others
+        modes = np.zeros(npix, int)
+        modes[rng.choice(npix // 3, 20, replace=False)] = rng.integers(1, 3, 20)
+    image = stored_in(ordered, pixel_orders(offsets, np.arange(offsets[-1]), modes, rng))
+    assert is_depth_sorted(offsets, image.channels["Z"], image.channels["ZBack"]) == (stored == "in order")
+
+    def no_permutation(*args, **kwargs):
+        raise AssertionError("one alpha group: flatten(sort=True) must not build depth_order")
+
+    names = list(image.channels)
+    # the stable sort keeps samples of equal (Z, ZBack) in their stored order
+    ch = image.channels
+    resorted = stored_in(image, ref_depth_order(offsets, ch["Z"], ch["ZBack"]))
+    want = flatten(resorted, names)
+    monkeypatch.setattr(kernels, "depth_order", no_permutation)
+    got = flatten(image, names, sort=True)
+    for name in names:
+        assert_bits(got[name], want[name])
+    monkeypatch.undo()
+    # several alpha groups go through depth_order: the same result
+    several = DeepImage(image.data_window, image.display_window, offsets,
+                        {**ch, "AR": ch["A"] * np.float32(0.5)}, image.pixel_types)  # fmt: skip
+    resorted_several = DeepImage(image.data_window, image.display_window, offsets,
+                                 {**resorted.channels, "AR": resorted.channels["A"] * np.float32(0.5)},
+                                 image.pixel_types)  # fmt: skip
+    got = flatten(several, names + ["AR"], sort=True)
+    want = flatten(resorted_several, names + ["AR"])
+    for name in names + ["AR"]:
+        assert_bits(got[name], want[name])
 
 
 def test_flatten_hand_computed_pixel():

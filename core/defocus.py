@@ -20,7 +20,9 @@ cost is one pass over the samples plus, per slice, work proportional to the area
    25 % of the radius (CoC-equal intervals where a step in blur is equally visible; at most
    ``max_slices``, widened if the range needs more). The samples of a pixel that fall in one
    slice are composited with *over* (float32, exactly as :func:`core.kernels.flatten` does)
-   into one *group* with their visible-weighted radius. One pass, by rows, in parallel.
+   into one *group* with their visible-weighted radius. Two passes, by rows, in parallel: one
+   counts each row's groups per slice, the other writes them packed (arrays as large as the
+   groups, not the samples).
 2. Slice by slice, front to back, each group is scattered into the slice's layer as a disk
    whose pixel weights are the area of each pixel inside the disk over the disk's area (a
    table interpolated in radius: smooth as a slider moves, weights summing to 1, so energy
@@ -28,7 +30,9 @@ cost is one pass over the samples plus, per slice, work proportional to the area
    (4) px are scattered on a power-of-two coarser grid (the groups of a cell merged first,
    the radius reduced by what the cell averaging and the bilinear upsampling add) so a
    sample's cost stays bounded however large its blur. Only the tiles of the grid a slice
-   touches are visited.
+   touches are visited, in two parallel passes: the slice's cells (its groups merged, the
+   shares of step 3), then, band by band of rows while the band is in cache, the scatter,
+   the normalisation and (on the full-resolution grid) the composite of step 4.
 3. **Occlusion without halos: a normalised convolution.** Where the renderer stopped behind
    an opaque surface (alpha accumulated to 0.99) the slices behind it are *unknown* there,
    not empty; elsewhere a pixel with nothing in a slice is *known empty* for it. Each layer
@@ -63,6 +67,7 @@ returns new arrays and never modifies the image.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -427,33 +432,27 @@ def _next_slice(zv, k, first, z_bounds, last):
 
 
 @kernel(parallel=True)
-def _group_kernel(offsets, z, alpha, has_alpha, cols, n_col, width, height, use_x, use_y, z_bounds, n_slices, c0, c1,
-                  c2, inverse, scale, max_r, xo_of, slice_level, slice_tile, gx, gcol, ga, gr, row_start, row_tiles,
-                  hidden_from, row_hidden_min):
-    """Two passes over each row's samples. Each sample's slice: ``z_bounds[j]`` is the smallest
-    depth of slice j + 1 (NaN depths go last). The samples of a pixel that share a slice form a
-    *group*: their over-composite (float32, as flatten does) and visible-weighted |radius|.
-    Row y's groups are written from ``offsets[y * width]`` on (a row has at most as many groups
-    as samples), by slice: slice k's are ``row_start[y, k]:row_start[y, k + 1]``, in x order.
-    The first pass also marks the tiles of each slice's level grid that hold groups
-    (``row_tiles[k, y]``) and, per pixel, the first slice it hides completely
-    (accumulated alpha >= HIDDEN_ALPHA; ``n_slices + 1`` if never). Pixels not in
-    ``use_x``/``use_y`` are skipped."""
+def _count_kernel(offsets, z, alpha, has_alpha, width, height, use_x, use_y, z_bounds, n_slices, tile_x, counts,
+                  row_tiles, hidden_from, hidden_count):
+    """The first pass over each row's samples. Each sample's slice: ``z_bounds[j]`` is the
+    smallest depth of slice j + 1 (NaN depths go last). The samples of a pixel that share a
+    slice form a *group*; ``counts[y, k]`` is the number of row y's groups in slice k. Also
+    marks the tiles of each slice's level grid that hold groups (``row_tiles[k, y]``; source
+    column x lies in tile ``tile_x[k, x]``) and, per pixel, the first slice it hides completely
+    (accumulated alpha >= HIDDEN_ALPHA; ``n_slices + 1`` if never), with ``hidden_count[v, y]``
+    the number of row y's pixels hidden from slice v. Pixels not in ``use_x``/``use_y`` are
+    skipped (never hidden, not counted)."""
     last = n_slices - 1
     never = n_slices + 1  # hidden_from of a pixel that never gets opaque
     for y in prange(height):
-        pos = np.empty(n_slices + 1, np.int64)  # (np.zeros inside a parallel loop miscompiles)
-        for k in range(n_slices + 1):
-            pos[k] = 0
-        row_min = never
+        for k in range(n_slices):
+            counts[y, k] = 0
+        for v in range(n_slices + 2):
+            hidden_count[v, y] = 0
         if not use_y[y]:
             for x in range(width):
                 hidden_from[y * width + x] = never
-            for k in range(n_slices + 1):
-                row_start[y, k] = offsets[y * width]
-            row_hidden_min[y] = never
             continue
-        # pass 1: count the groups of each slice
         for x in range(width):
             p = y * width + x
             if not use_x[x]:
@@ -466,24 +465,49 @@ def _group_kernel(offsets, z, alpha, has_alpha, cols, n_col, width, height, use_
             for s in range(offsets[p], offsets[p + 1]):
                 k = _next_slice(z[s], k, prev < 0, z_bounds, last)
                 if k != prev:
-                    pos[k + 1] += 1
-                    row_tiles[k, y, (xo_of[x] // slice_level[k]) // slice_tile[k]] = 1
+                    counts[y, k] += 1
+                    row_tiles[k, y, tile_x[k, x]] = 1
                     prev = k
                 if hf == never:
                     acc += (1.0 - acc) * (abs(np.float64(alpha[s])) if has_alpha else 1.0)
                     if acc >= HIDDEN_ALPHA:
                         hf = k + 1
             hidden_from[p] = hf
-            if hf < row_min:
-                row_min = hf
-        row_hidden_min[y] = row_min
-        base = offsets[y * width]
-        pos[0] = base
+            hidden_count[hf, y] += 1
+
+
+@kernel(parallel=True)
+def _hidden_list_kernel(width, height, use_y, n_slices, hidden_from, hidden_start, hidden_x):
+    """The pixels that get hidden (see :func:`_count_kernel`) by the slice they are hidden from,
+    then by row: row y's pixels hidden from slice v are the columns
+    ``hidden_x[hidden_start[v * height + y]:hidden_start[v * height + y + 1]]``, in x order."""
+    for y in prange(height):
+        if not use_y[y]:
+            continue
+        pos = np.empty(n_slices + 1, np.int64)
+        for v in range(n_slices + 1):
+            pos[v] = hidden_start[v * height + y]
+        for x in range(width):
+            v = hidden_from[y * width + x]
+            if v <= n_slices:
+                hidden_x[pos[v]] = x
+                pos[v] += 1
+
+
+@kernel(parallel=True)
+def _group_kernel(offsets, z, alpha, has_alpha, cols, n_col, width, height, use_x, use_y, z_bounds, n_slices, c0, c1,
+                  c2, inverse, scale, max_r, hidden_from, gx, gcol, ga, gr, g_hidden, row_start):
+    """The second pass: write each group, its over-composite (float32, as flatten does) and
+    visible-weighted |radius|, row y's groups of slice k at ``row_start[y, k]:row_start[y, k + 1]``
+    in x order (the layout :func:`_count_kernel`'s counts give), and whether its pixel is hidden
+    by then (``g_hidden``: from slice k or before, so the slice's cells need not look it up)."""
+    last = n_slices - 1
+    for y in prange(height):
+        if not use_y[y]:
+            continue
+        pos = np.empty(n_slices, np.int64)
         for k in range(n_slices):
-            pos[k + 1] += pos[k]
-        for k in range(n_slices + 1):
-            row_start[y, k] = pos[k]
-        # pass 2: write the groups
+            pos[k] = row_start[y, k]
         for x in range(width):
             if not use_x[x]:
                 continue
@@ -543,6 +567,7 @@ def _group_kernel(offsets, z, alpha, has_alpha, cols, n_col, width, height, use_
                     gcol[3, g] = c_3
                 ga[g] = acc32
                 gr[g] = rw / ww if ww > 0.0 else rsum / n
+                g_hidden[g] = hidden_from[p] <= k
 
 
 @kernel(parallel=True)
@@ -570,66 +595,90 @@ def _depth_range_kernel(z):
 # --------------------------------------------------------------------------- kernels: one slice
 
 
+@kernel(inline="always")
+def _clear_row(buf, cy, width, tile, mask_row):
+    """Zero row cy (``width`` cells) of every plane of ``buf`` in the tiles ``mask_row`` marks,
+    a run of tiles at a time: slices give contiguous stores (an index computed per cell made
+    numba's wrap-around handling vectorise the loop into scatters)."""
+    ntx = mask_row.shape[0]
+    tx = 0
+    while tx < ntx:
+        if not mask_row[tx]:
+            tx += 1
+            continue
+        end = tx + 1
+        while end < ntx and mask_row[end]:
+            end += 1
+        a = cy * width + tx * tile
+        b = cy * width + min(end * tile, width)
+        for c in range(buf.shape[0]):
+            buf[c, a:b] = np.float32(0.0)
+        tx = end
+
+
 @kernel(parallel=True)
-def _cells_kernel(k, width, row_start, gx, gcol, ga, gr, n_col, xo_of, level, lev_w, lev_h, lev_y0, lev_y1,
-                  lev_x0, lev_x1, hidden_from, row_hidden_min, tile, umask, cell_px, cells, filled, pre):
+def _cells_kernel(k, height, row_start, gx, gcol, ga, gr, g_hidden, n_col, cell_x, lev_w, lev_h, lev_y0, lev_y1,
+                  hidden_start, hidden_x, v0, hidden, tile, content, umask, cell_px, cells, filled, pre):
     """Merge slice k's groups into the cells of its level grid (``cells`` rows: colour sums,
-    alpha, radius and group count) and, in ``umask`` tiles, give each cell its *filled* share:
-    the source pixels that have a group here or are unknown (hidden by an opaque surface in
-    front, with no group here), over all its source pixels; the rest is known to be empty.
-    ``pre[cy]`` counts, along the row, the cells with some known-empty share."""
+    alpha, radius and group count; the cells of ``content`` tiles, the only ones holding groups,
+    are cleared first: what other slices left elsewhere is never read) and, in ``umask`` tiles,
+    give each cell its *filled* share: the source pixels that have a group here or are unknown
+    (hidden by an opaque surface in front, with no group here), over all its source pixels; the
+    rest is known to be empty. ``hidden`` counts each cell's pixels hidden from slice v0 - 1 or
+    before; the pixels hidden from slices v0 to k (listed by :func:`_hidden_list_kernel`) are
+    added first: a level's counts are brought up to date as its slices come, each pixel counted
+    once. ``pre[cy]`` counts, along the row, the cells with some known-empty share.
+    ``cell_x[x]`` is the level column of source column x."""
     ntx = umask.shape[1]
     for cy in prange(lev_h):
+        for y in range(lev_y0[cy], lev_y1[cy]):
+            for v in range(v0, k + 1):
+                f = v * height + y
+                for j in range(hidden_start[f], hidden_start[f + 1]):
+                    hidden[cy * lev_w + cell_x[hidden_x[j]]] += 1
         ty = cy // tile
         in_mask = False
         for tx in range(ntx):
             if umask[ty, tx]:
                 in_mask = True
-        scan = False
-        if in_mask:
-            for y in range(lev_y0[cy], lev_y1[cy]):
-                if row_hidden_min[y] <= k:
-                    scan = True
-        mark = np.empty(width if scan else 0, np.bool_)
-        unknown = np.empty(lev_w if in_mask else 0, np.int64)
-        for x in range(mark.shape[0]):
-            mark[x] = False
-        for cx in range(unknown.shape[0]):
-            unknown[cx] = 0
+        if not in_mask:  # (then no content either)
+            continue
+        hidden_groups = np.empty(lev_w, np.int32)  # groups of hidden pixels, counted in `hidden`
+        hidden_groups[:] = 0  # (np.zeros inside a parallel loop miscompiles)
+        _clear_row(cells, cy, lev_w, tile, content[ty])
         for y in range(lev_y0[cy], lev_y1[cy]):
-            g0 = row_start[y, k]
-            g1 = row_start[y, k + 1]
-            for g in range(g0, g1):
-                x = gx[g]
-                i = cy * lev_w + xo_of[x] // level
-                for c in range(n_col):
-                    cells[c, i] += gcol[c, g]
+            for g in range(row_start[y, k], row_start[y, k + 1]):
+                cx = cell_x[gx[g]]
+                i = np.uint64(cy * lev_w + cx)  # (unsigned: no wrap-around arithmetic)
+                if n_col > 0:
+                    cells[0, i] += gcol[0, g]
+                if n_col > 1:
+                    cells[1, i] += gcol[1, g]
+                if n_col > 2:
+                    cells[2, i] += gcol[2, g]
+                if n_col > 3:
+                    cells[3, i] += gcol[3, g]
                 cells[n_col, i] += ga[g]
                 cells[n_col + 1, i] += gr[g]
                 cells[n_col + 2, i] += np.float32(1.0)
-                if scan:
-                    mark[x] = True
-            if scan and row_hidden_min[y] <= k:
-                for tx in range(ntx):
-                    if not umask[ty, tx]:
-                        continue
-                    for cx in range(tx * tile, min(tx * tile + tile, lev_w)):
-                        for x in range(lev_x0[cx], lev_x1[cx]):
-                            if hidden_from[y * width + x] <= k and not mark[x]:
-                                unknown[cx] += 1
-            if scan:
-                for g in range(g0, g1):
-                    mark[gx[g]] = False
-        if in_mask:
-            total = 0
-            pre[cy, 0] = 0
-            for cx in range(lev_w):
-                if umask[ty, cx // tile]:
-                    i = cy * lev_w + cx
-                    share = (cells[n_col + 2, i] + unknown[cx]) / cell_px[i]
-                    filled[i] = np.float32(share)
-                    if share < 1.0:
-                        total += 1
+                if g_hidden[g]:
+                    hidden_groups[cx] += 1
+        total = 0
+        pre[cy, 0] = 0
+        for tx in range(ntx):
+            x1 = min(tx * tile + tile, lev_w)
+            if not umask[ty, tx]:
+                for cx in range(tx * tile, x1):
+                    pre[cy, cx + 1] = total
+                continue
+            has_groups = content[ty, tx]
+            for cx in range(tx * tile, x1):
+                i = np.uint64(cy * lev_w + cx)
+                groups = cells[n_col + 2, i] if has_groups else np.float32(0.0)
+                share = (groups + (hidden[i] - hidden_groups[cx])) / cell_px[i]
+                filled[i] = np.float32(share)
+                if share < 1.0:
+                    total += 1
                 pre[cy, cx + 1] = total
 
 
@@ -702,89 +751,121 @@ def _level_radius(r, level):
     return math.sqrt(r2) / level if r2 > 0.0 else 0.0
 
 
-@kernel(inline="always")
-def _table_reach(table, ti):
-    """How far (in cells) the disk of table entry ti (and ti + 1) reaches."""
-    reach = table.shape[1] - 1
-    while reach > 0 and table[ti, 0, reach] == 0.0 and table[ti + 1, 0, reach] == 0.0:
-        reach -= 1
-    return reach
+def _table_spans(table: np.ndarray) -> np.ndarray:
+    """``spans[ti, dy]``: the largest ``|dx|`` where row dy of table entry ti or ti + 1 has weight
+    (-1 for a row with none); ``spans[ti, 0]`` is how far the disk reaches."""
+    nonzero = table != 0.0
+    pair = nonzero[:-1] | nonzero[1:]
+    last = pair.shape[2] - 1 - np.argmax(pair[:, :, ::-1], axis=2)
+    return np.where(pair.any(axis=2), last, -1).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=8)
+def _tables(level_radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """The coverage table of a level radius and its spans, built once (10 ms a call otherwise)."""
+    table = coverage_table(level_radius)
+    spans = _table_spans(table)
+    table.flags.writeable = False
+    spans.flags.writeable = False
+    return table, spans
 
 
 @kernel(inline="always")
-def _splat(buf, row0, nch, vals, cy, cx, r, y0, y1, x0, x1, stride, table):
-    """Add vals[c] * disk weight around (cy, cx) to buf[row0 + c] in rows [y0, y1), cols [x0, x1)."""
-    steps = np.float64(TABLE_STEPS)
-    t = r * steps
-    n_r = table.shape[0]
-    use_table = t < n_r - 1
-    if use_table:
+def _splat(buf, nch, vals, cy, cx, r, y0, y1, width, table, spans):
+    """Add vals[c] * disk weight around (cy, cx) to buf[c] in rows [y0, y1) (``width`` cells a row).
+    Within the table, row dy of the disk is visited only where it has weight (``spans``)."""
+    t = r * np.float64(TABLE_STEPS)
+    if t < table.shape[0] - 1:
         ti = np.int64(t)
         tf = t - ti
-        reach = _table_reach(table, ti)
-        inv = 1.0
-    else:
-        ti = 0
-        tf = 0.0
-        reach = np.int64(r + 0.5)
-        inv = 1.0 / _disk_total(r)
-    ya = max(cy - reach, y0)
-    yb = min(cy + reach + 1, y1)
-    if ya >= yb:
+        reach = spans[ti, 0]
+        # the 3 to 7 values in locals: a loop over vals would reload them for every pixel
+        v0 = vals[0]
+        v1 = vals[1]
+        v2 = vals[2]
+        v3 = vals[3] if nch > 3 else 0.0
+        v4 = vals[4] if nch > 4 else 0.0
+        v5 = vals[5] if nch > 5 else 0.0
+        v6 = vals[6] if nch > 6 else 0.0
+        # (indices made unsigned where they cannot be negative: numba then skips its wrap-around
+        # arithmetic for negative indices, a few instructions an access in the hottest loop)
+        for yy in range(max(cy - reach, y0), min(cy + reach + 1, y1)):
+            dy = np.uint64(abs(yy - cy))
+            span = spans[ti, dy]
+            w0s = table[ti, dy]
+            w1s = table[ti + 1, dy]
+            for xx in range(max(cx - span, 0), min(cx + span + 1, width)):
+                dx = np.uint64(abs(xx - cx))
+                w0 = w0s[dx]
+                w = w0 + tf * (w1s[dx] - w0)
+                if w > 0.0:
+                    i = np.uint64(yy * width + xx)
+                    buf[0, i] += np.float32(v0 * w)
+                    buf[1, i] += np.float32(v1 * w)
+                    buf[2, i] += np.float32(v2 * w)
+                    if nch > 3:
+                        buf[3, i] += np.float32(v3 * w)
+                    if nch > 4:
+                        buf[4, i] += np.float32(v4 * w)
+                    if nch > 5:
+                        buf[5, i] += np.float32(v5 * w)
+                    if nch > 6:
+                        buf[6, i] += np.float32(v6 * w)
         return
-    xa = max(cx - reach, x0)
-    xb = min(cx + reach + 1, x1)
-    if xa >= xb:
-        return
-    for yy in range(ya, yb):
+    reach = np.int64(r + 0.5)
+    inv = 1.0 / _disk_total(r)
+    for yy in range(max(cy - reach, y0), min(cy + reach + 1, y1)):
         dy = abs(yy - cy)
-        for xx in range(xa, xb):
+        for xx in range(max(cx - reach, 0), min(cx + reach + 1, width)):
             dx = abs(xx - cx)
-            if use_table:
-                w0 = table[ti, dy, dx]
-                w = w0 + tf * (table[ti + 1, dy, dx] - w0)
-            else:
-                w = _disk_weight(np.float64(dx * dx + dy * dy), r) * inv
+            w = _disk_weight(np.float64(dx * dx + dy * dy), r) * inv
             if w > 0.0:
-                i = yy * stride + xx
+                i = yy * width + xx
                 for c in range(nch):
-                    buf[row0 + c, i] += np.float32(vals[c] * w)
+                    buf[c, i] += np.float32(vals[c] * w)
 
 
-@kernel(parallel=True)
-def _splat_kernel(n_col, lev_w, lev_h, level, cells, cell_px, tile, content, pad, layer, table):
-    """Scatter the cells of ``content`` tiles into the layer, by bands of ``tile`` rows (each
-    band writes only its own rows). Layer rows: colours, alpha, then the disk weight itself
-    (how much group presence reached the cell) and the weight times the radius."""
+@kernel(inline="always")
+def _splat_band(ty, n_col, lev_w, lev_h, level, cells, cell_px, tile, content, pad, layer, table, spans):
+    """Scatter into the layer rows of band ty (``tile`` rows) every cell of ``content`` tiles
+    whose disk reaches them (from the band and the bands either side)."""
     nty, ntx = content.shape
-    for ty in prange(nty):
-        y0 = ty * tile
-        y1 = min(y0 + tile, lev_h)
-        vals = np.empty(n_col + 3, np.float64)
-        for sty in range(max(ty - 1, 0), min(ty + 2, nty)):
-            cy_lo = max(sty * tile, y0 - pad)
-            cy_hi = min(sty * tile + tile, y1 + pad, lev_h)
-            for stx in range(ntx):
-                if not content[sty, stx]:
-                    continue
-                for cy in range(cy_lo, cy_hi):
-                    for cx in range(stx * tile, min(stx * tile + tile, lev_w)):
-                        i = cy * lev_w + cx
-                        groups = cells[n_col + 2, i]
-                        if groups > 0.0:
-                            npx = cell_px[i]
+    y0 = ty * tile
+    y1 = min(y0 + tile, lev_h)
+    vals = np.empty(n_col + 3, np.float64)
+    for sty in range(max(ty - 1, 0), min(ty + 2, nty)):
+        cy_lo = max(sty * tile, y0 - pad)
+        cy_hi = min(sty * tile + tile, y1 + pad, lev_h)
+        for stx in range(ntx):
+            if not content[sty, stx]:
+                continue
+            for cy in range(cy_lo, cy_hi):
+                for cx in range(stx * tile, min(stx * tile + tile, lev_w)):
+                    i = np.uint64(cy * lev_w + cx)
+                    groups = cells[n_col + 2, i]
+                    if groups > 0.0:
+                        npx = cell_px[i]
+                        n = np.int64(npx)
+                        if n == npx and n > 0 and n & (n - 1) == 0:
+                            # a power of two (as cell sizes usually are): its reciprocal is exact, so the
+                            # products are the quotients, bit for bit, without a division each
+                            inv = np.float32(1.0) / npx
+                            for c in range(n_col + 1):
+                                vals[c] = cells[c, i] * inv
+                            vals[n_col + 1] = groups * inv
+                        else:
                             for c in range(n_col + 1):
                                 vals[c] = cells[c, i] / npx
-                            r = _level_radius(cells[n_col + 1, i] / groups, level)
                             vals[n_col + 1] = groups / npx
-                            vals[n_col + 2] = vals[n_col + 1] * r
-                            _splat(layer, 0, n_col + 3, vals, cy, cx, r, y0, y1, 0, lev_w, lev_w, table)
+                        r = _level_radius(cells[n_col + 1, i] / groups, level)
+                        vals[n_col + 2] = vals[n_col + 1] * r
+                        _splat(layer, n_col + 3, vals, cy, cx, r, y0, y1, lev_w, table, spans)
 
 
-@kernel(parallel=True)
-def _normalise_kernel(n_col, lev_w, lev_h, tile, rmask, pre, filled, layer, table):
-    """Normalise each layer cell by the disk weight its neighbourhood would have given had
-    every pixel that is not known to be empty been rendered (normalised convolution).
+@kernel(inline="always")
+def _gain(n_col, lev_w, lev_h, cy, cx, pre, filled, layer, table, spans):
+    """The factor that normalises layer cell (cy, cx) by the disk weight its neighbourhood would
+    have given had every pixel that is not known to be empty been rendered (normalised convolution).
 
     ``W`` is the group weight that reached the cell, ``r`` the weighted radius of what reached
     it, ``G`` the disk-weighted (radius ``r``) share of the neighbourhood that has a group or
@@ -792,94 +873,167 @@ def _normalise_kernel(n_col, lev_w, lev_h, tile, rmask, pre, filled, layer, tabl
     ``D = W + 1 - G``: 1 for content of one radius among known empty pixels (energy is kept),
     ``W`` where the neighbourhood is all surface or unknown (so a continuous surface stays
     opaque across changing blur, and the background behind a sharp foreground keeps its level).
-    Alpha is not raised past 1."""
-    ntx = rmask.shape[1]
-    steps = np.float64(TABLE_STEPS)
-    for cy in prange(lev_h):
-        ty = cy // tile
-        for tx in range(ntx):
-            if not rmask[ty, tx]:
-                continue
-            for cx in range(tx * tile, min(tx * tile + tile, lev_w)):
-                i = cy * lev_w + cx
-                weight = np.float64(layer[n_col + 1, i])
-                if not weight > 0.0:
-                    continue
-                r = layer[n_col + 2, i] / weight
-                t = min(r * steps, table.shape[0] - 1.000001)
-                ti = np.int64(t)
-                tf = t - ti
-                reach = _table_reach(table, ti)
-                ya = cy - reach
-                yb = cy + reach + 1
-                xa = cx - reach
-                xb = cx + reach + 1
-                ga = max(xa, 0)
-                gb = min(xb, lev_w)
-                empty = 0
-                for yy in range(max(ya, 0), min(yb, lev_h)):
-                    empty += pre[yy, gb] - pre[yy, ga]
-                share = 1.0
-                if empty > 0:
-                    share = 0.0
-                    for yy in range(ya, yb):
-                        dy = abs(yy - cy)
-                        for xx in range(xa, xb):
-                            dx = abs(xx - cx)
-                            f = 1.0
-                            if 0 <= yy < lev_h and 0 <= xx < lev_w:
-                                f = min(np.float64(filled[yy * lev_w + xx]), 1.0)
-                            if f > 0.0:
-                                w0 = table[ti, dy, dx]
-                                share += f * (w0 + tf * (table[ti + 1, dy, dx] - w0))
-                d = weight if share == 1.0 else weight + (1.0 - share)
-                gain = 1.0 / d if d > _MIN_KNOWN else 1.0 / _MIN_KNOWN
-                if gain == 1.0:
-                    continue
-                a = np.float64(layer[n_col, i])
-                if gain > 1.0 and gain * a > 1.0:
-                    gain = max(1.0 / a, 1.0)
-                if gain != 1.0:
-                    for c in range(n_col + 1):
-                        layer[c, i] = np.float32(layer[c, i] * gain)
+    Alpha is not raised past 1. 1.0 for a cell nothing reached."""
+    i = np.uint64(cy * lev_w + cx)
+    weight = np.float64(layer[n_col + 1, i])
+    if not weight > 0.0:
+        return 1.0
+    r = layer[n_col + 2, i] / weight
+    t = min(r * np.float64(TABLE_STEPS), table.shape[0] - 1.000001)
+    ti = np.int64(t)
+    tf = t - ti
+    reach = spans[ti, 0]
+    ya = cy - reach
+    yb = cy + reach + 1
+    xa = cx - reach
+    xb = cx + reach + 1
+    ga = max(xa, 0)
+    gb = min(xb, lev_w)
+    empty = 0
+    for yy in range(max(ya, 0), min(yb, lev_h)):
+        empty += pre[yy, gb] - pre[yy, ga]
+    share = 1.0
+    if empty > 0:
+        share = 0.0
+        for yy in range(ya, yb):  # (terms of zero weight, outside the row's span, would add 0)
+            dy = np.uint64(abs(yy - cy))  # (unsigned: no wrap-around arithmetic, as in _splat)
+            span = spans[ti, dy]
+            w0s = table[ti, dy]
+            w1s = table[ti + 1, dy]
+            for xx in range(cx - span, cx + span + 1):
+                f = 1.0
+                if 0 <= yy < lev_h and 0 <= xx < lev_w:
+                    f = min(np.float64(filled[np.uint64(yy * lev_w + xx)]), 1.0)
+                if f > 0.0:
+                    dx = np.uint64(abs(xx - cx))
+                    w0 = w0s[dx]
+                    share += f * (w0 + tf * (w1s[dx] - w0))
+    d = weight if share == 1.0 else weight + (1.0 - share)
+    gain = 1.0 / d if d > _MIN_KNOWN else 1.0 / _MIN_KNOWN
+    if gain > 1.0:
+        a = np.float64(layer[n_col, i])
+        if gain * a > 1.0:
+            gain = max(1.0 / a, 1.0)
+    return gain
 
 
 @kernel(parallel=True)
-def _composite_kernel(n_col, level, lev_w, lev_h, out_w, out_h, tile, mask, layer, out_col, out_a):
-    """Composite one layer under what is already in the output (front to back over) wherever
-    its level cell lies in a ``mask`` tile, upsampling a coarse layer bilinearly. Float32 in
-    the same order as flatten, so unspread full-resolution groups give flatten's result exactly."""
-    ntx = mask.shape[1]
+def _coarse_layer_kernel(n_col, lev_w, lev_h, level, cells, cell_px, tile, content, rmask, umask, pad, layer, table,
+                         spans, pre, filled):
+    """A coarse layer (level > 1), band by band: clear the band's layer in ``umask`` tiles (the
+    upsampling reads no further), scatter the cells of ``content`` tiles into it (layer rows:
+    colours, alpha, then the disk weight itself, how much group presence reached the cell, and
+    the weight times the radius) and normalise its cells in ``rmask`` tiles (:func:`_gain`)."""
+    nty, ntx = rmask.shape
+    for ty in prange(nty):
+        y0 = ty * tile
+        y1 = min(y0 + tile, lev_h)
+        for cy in range(y0, y1):
+            _clear_row(layer, cy, lev_w, tile, umask[ty])
+        _splat_band(ty, n_col, lev_w, lev_h, level, cells, cell_px, tile, content, pad, layer, table, spans)
+        for cy in range(y0, y1):
+            for tx in range(ntx):
+                if not rmask[ty, tx]:
+                    continue
+                for cx in range(tx * tile, min(tx * tile + tile, lev_w)):
+                    i = np.uint64(cy * lev_w + cx)
+                    gain = _gain(n_col, lev_w, lev_h, cy, cx, pre, filled, layer, table, spans)
+                    if gain != 1.0:
+                        for c in range(n_col + 1):
+                            layer[c, i] = np.float32(layer[c, i] * gain)
+
+
+@kernel(parallel=True)
+def _full_layer_kernel(n_col, lev_w, lev_h, cells, cell_px, tile, content, rmask, pad, layer, table, spans, pre, filled,
+                       out_col, out_a):
+    """A full-resolution layer (level 1), band by band while the band is in cache: clear the
+    band's layer in ``rmask`` tiles (nothing is read elsewhere), scatter the cells into it
+    (:func:`_splat_band`), then normalise each cell (:func:`_gain`) and composite it under its
+    output pixel, float32 over in flatten's order (so unspread groups give flatten's result
+    exactly). A pixel already opaque needs neither: the layer's cell i is output pixel i."""
+    nty, ntx = rmask.shape
+    for ty in prange(nty):
+        y0 = ty * tile
+        y1 = min(y0 + tile, lev_h)
+        for cy in range(y0, y1):
+            _clear_row(layer, cy, lev_w, tile, rmask[ty])
+        _splat_band(ty, n_col, lev_w, lev_h, 1.0, cells, cell_px, tile, content, pad, layer, table, spans)
+        for cy in range(y0, y1):
+            for tx in range(ntx):
+                if not rmask[ty, tx]:
+                    continue
+                for cx in range(tx * tile, min(tx * tile + tile, lev_w)):
+                    i = np.uint64(cy * lev_w + cx)
+                    acc = out_a[i]
+                    if not acc < np.float32(1.0):
+                        continue
+                    gain = _gain(n_col, lev_w, lev_h, cy, cx, pre, filled, layer, table, spans)
+                    if gain != 1.0:
+                        for c in range(n_col + 1):
+                            layer[c, i] = np.float32(layer[c, i] * gain)
+                    nonzero = False
+                    for c in range(n_col + 1):
+                        if layer[c, i] != np.float32(0.0):
+                            nonzero = True
+                    if nonzero:
+                        w = np.float32(1.0) - acc
+                        for c in range(n_col):
+                            out_col[c, i] += w * layer[c, i]
+                        out_a[i] = acc + w * layer[n_col, i]
+
+
+def _bilinear_axis(n_out: int, level: int, n_lev: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output index, the two level cells a bilinear upsampling reads (clamped to the
+    grid) and the weight of the second: ``u = (o + 0.5) / level - 0.5``, cells ``floor(u)`` and
+    ``floor(u) + 1``, weight ``u - floor(u)``."""
+    u = (np.arange(n_out) + 0.5) / level - 0.5
+    a = np.floor(u)
+    f = u - a
+    a = a.astype(np.int64)
+    return np.clip(a, 0, n_lev - 1), np.clip(a + 1, 0, n_lev - 1), f
+
+
+@kernel(parallel=True)
+def _composite_kernel(n_col, lev_w, tile, rmask, layer, xa_of, xb_of, fx_of, ya_of, yb_of, fy_of, block, out_col,
+                      out_a):
+    """Composite a coarse layer under what is already in the output (front to back over),
+    upsampled bilinearly (cells and weights from :func:`_bilinear_axis`). Nothing reached the
+    layer outside its ``rmask`` tiles (it is clear around them), so only the output pixels that
+    read a cell in one are visited: those of row yo whose first cell lies in tile column tx
+    (``block[tx]:block[tx + 1]``) when tile column tx or tx + 1 is in ``rmask`` in either of
+    the row's cell rows. Float32 over, in flatten's order."""
+    ntx = rmask.shape[1]
+    out_h = ya_of.shape[0]
+    out_w = xa_of.shape[0]
     for yo in prange(out_h):
-        ty = (yo // level) // tile
+        ya = ya_of[yo]
+        yb = yb_of[yo]
+        fy = fy_of[yo]
+        tya = ya // tile
+        tyb = yb // tile
         vals = np.empty(n_col + 1, np.float32)
         for tx in range(ntx):
-            if not mask[ty, tx]:
+            near = rmask[tya, tx] or rmask[tyb, tx]
+            if tx + 1 < ntx and (rmask[tya, tx + 1] or rmask[tyb, tx + 1]):
+                near = True
+            if not near:
                 continue
-            for xo in range(tx * tile * level, min((tx + 1) * tile * level, out_w)):
-                p = yo * out_w + xo
+            for xo in range(block[tx], block[tx + 1]):
+                p = np.uint64(yo * out_w + xo)
                 acc = out_a[p]
                 if acc >= np.float32(1.0):
                     continue
-                if level == 1:
-                    i = yo * lev_w + xo
-                    for c in range(n_col + 1):
-                        vals[c] = layer[c, i]
-                else:
-                    u = (xo + 0.5) / level - 0.5
-                    v = (yo + 0.5) / level - 0.5
-                    xa = np.int64(math.floor(u))
-                    ya = np.int64(math.floor(v))
-                    fx = u - xa
-                    fy = v - ya
-                    xb = min(max(xa + 1, 0), lev_w - 1)
-                    yb = min(max(ya + 1, 0), lev_h - 1)
-                    xa = min(max(xa, 0), lev_w - 1)
-                    ya = min(max(ya, 0), lev_h - 1)
-                    for c in range(n_col + 1):
-                        top = layer[c, ya * lev_w + xa] * (1.0 - fx) + layer[c, ya * lev_w + xb] * fx
-                        bottom = layer[c, yb * lev_w + xa] * (1.0 - fx) + layer[c, yb * lev_w + xb] * fx
-                        vals[c] = np.float32(top * (1.0 - fy) + bottom * fy)
+                xa = xa_of[xo]
+                xb = xb_of[xo]
+                fx = fx_of[xo]
+                aa = np.uint64(ya * lev_w + xa)  # (unsigned indices: no wrap-around arithmetic)
+                ab = np.uint64(ya * lev_w + xb)
+                ba = np.uint64(yb * lev_w + xa)
+                bb = np.uint64(yb * lev_w + xb)
+                for c in range(n_col + 1):
+                    top = layer[c, aa] * (1.0 - fx) + layer[c, ab] * fx
+                    bottom = layer[c, ba] * (1.0 - fx) + layer[c, bb] * fx
+                    vals[c] = np.float32(top * (1.0 - fy) + bottom * fy)
                 nonzero = False
                 for c in range(n_col + 1):
                     if vals[c] != np.float32(0.0):
@@ -890,6 +1044,19 @@ def _composite_kernel(n_col, level, lev_w, lev_h, out_w, out_h, tile, mask, laye
                 for c in range(n_col):
                     out_col[c, p] += w * vals[c]
                 out_a[p] = acc + w * vals[n_col]
+
+
+@kernel(parallel=True)
+def _through_kernel(width, out_h, out_w, n_slices, ys0, ys1, use_x, use_y, xo_of, hidden_from, through):
+    """``through[yo + 1, xo + 1] = 1`` where a source pixel read for output pixel (yo, xo) never
+    gets opaque (it lets something through)."""
+    for yo in prange(out_h):
+        for y in range(ys0[yo], ys1[yo]):
+            if not use_y[y]:
+                continue
+            for x in range(width):
+                if use_x[x] and hidden_from[y * width + x] > n_slices:
+                    through[yo + 1, xo_of[x] + 1] = 1
 
 
 @kernel(parallel=True)
@@ -913,19 +1080,6 @@ def _close_kernel(n_col, out_w, out_h, reach, see_through, out_col, out_a):
             for c in range(n_col):
                 out_col[c, p] = np.float32(out_col[c, p] / a)
             out_a[p] = np.float32(1.0)
-
-
-@kernel(parallel=True)
-def _clear_kernel(buf, lev_w, lev_h, tile, mask):
-    nty, ntx = mask.shape
-    for ty in prange(nty):
-        for tx in range(ntx):
-            if not mask[ty, tx]:
-                continue
-            for cy in range(ty * tile, min(ty * tile + tile, lev_h)):
-                for r in range(buf.shape[0]):
-                    for cx in range(tx * tile, min(tx * tile + tile, lev_w)):
-                        buf[r, cy * lev_w + cx] = np.float32(0.0)
 
 
 # --------------------------------------------------------------------------- defocus
@@ -954,10 +1108,11 @@ def _sampled(start: np.ndarray, stop: np.ndarray, n: int, full: bool) -> np.ndar
     if full:
         use[:] = 1
         return use
-    for a, b in zip(start.tolist(), stop.tolist(), strict=True):
-        c = b - a
-        m = (c + 1) // 2
-        use[a + (np.arange(m) * 2 + 1) * c // (2 * m)] = 1
+    c = stop - start
+    m = (c + 1) // 2
+    run = np.repeat(np.arange(c.size), m)  # the output index of each index read, m of them per run
+    j = np.arange(run.size) - np.repeat(np.cumsum(m) - m, m)
+    use[start[run] + (j * 2 + 1) * c[run] // (2 * m[run])] = 1
     return use
 
 
@@ -1118,29 +1273,43 @@ def defocus(
     check()
     use_x = _sampled(xs0, xs1, w, scale >= 1.0 or full_sampling)
     use_y = _sampled(ys0, ys1, h, scale >= 1.0 or full_sampling)
-    total = image.total_samples
-    gx = np.empty(total, np.int32)
-    gcol = np.empty((max(n_col, 1), total), np.float32)
-    ga = np.empty(total, np.float32)
-    gr = np.empty(total, np.float32)
-    row_start = np.empty((h, n_slices + 1), np.int64)
+    counts = np.empty((h, n_slices), np.int64)
     row_tiles = np.zeros((n_slices, h, n_tiles_x), np.uint8)
     hidden_from = np.empty(h * w, np.int32)
-    row_hidden_min = np.empty(h, np.int32)
+    hidden_count = np.empty((n_slices + 2, h), np.int64)
+    tile_x = np.ascontiguousarray((xo_of[None, :] // slice_level[:, None]) // slice_tile[:, None])
+    _count_kernel(offsets, z, alpha, has_alpha, w, h, use_x, use_y, z_bounds, n_slices, tile_x, counts, row_tiles,
+                  hidden_from, hidden_count)
+    hidden_start = np.zeros((n_slices + 1) * h + 1, np.int64)  # by hidden-from slice, then row
+    np.cumsum(hidden_count[: n_slices + 1].reshape(-1), out=hidden_start[1:])
+    hidden_x = np.empty(int(hidden_start[-1]), np.int32)
+    _hidden_list_kernel(w, h, use_y, n_slices, hidden_from, hidden_start, hidden_x)
+    # the groups packed by row, then slice: arrays as large as the groups, not the samples (fresh
+    # memory costs its page faults, and a proxy groups a quarter of the samples)
+    row_start = np.zeros((h, n_slices + 1), np.int64)
+    flat = np.cumsum(counts.reshape(-1))
+    row_start[:, 1:] = flat.reshape(h, n_slices)
+    row_start[1:, 0] = row_start[:-1, n_slices]
+    n_groups = int(flat[-1]) if flat.size else 0
+    gx = np.empty(n_groups, np.int32)
+    gcol = np.empty((max(n_col, 1), n_groups), np.float32)
+    ga = np.empty(n_groups, np.float32)
+    gr = np.empty(n_groups, np.float32)
+    g_hidden = np.empty(n_groups, np.bool_)
     _group_kernel(offsets, z, alpha, has_alpha, cols, n_col, w, h, use_x, use_y, z_bounds, n_slices, c0, c1, c2,
-                  inverse, scale, max_r, xo_of, slice_level, slice_tile, gx, gcol, ga, gr, row_start, row_tiles,
-                  hidden_from, row_hidden_min)
-    slice_groups = (row_start[:, 1:] - row_start[:, :-1]).sum(axis=0)
+                  inverse, scale, max_r, hidden_from, gx, gcol, ga, gr, g_hidden, row_start)
+    slice_groups = counts.sum(axis=0)
 
     nx = np.bincount(xo_of, weights=use_x, minlength=wo).astype(np.float32)  # source pixels read per output pixel
     ny = np.bincount(yo_of, weights=use_y, minlength=ho).astype(np.float32)
     plane = ho * wo
-    cells = np.zeros((n_col + 3, plane), np.float32)  # colour sums, A, radius, groups
-    layer = np.zeros((n_col + 3, plane), np.float32)  # colours, A, weight, weight * radius
+    cells = np.empty((n_col + 3, plane), np.float32)  # colour sums, A, radius, groups
+    layer = np.empty((n_col + 3, plane), np.float32)  # colours, A, weight, weight * radius
+    coarse_layer = np.empty((n_col + 3) * ((ho + 1) // 2) * ((wo + 1) // 2), np.float32)  # the same, levels > 1
     filled = np.zeros(plane, np.float32)
-    pre = np.zeros((ho, wo + 1), np.int64)
-    table = coverage_table(level_radius)
-    level_cache: dict[int, tuple] = {}
+    pre = np.zeros((ho, wo + 1), np.int32)
+    table, spans = _tables(float(level_radius))
+    level_cache: dict[int, list] = {}
 
     for k in range(n_slices):
         check()
@@ -1150,12 +1319,16 @@ def defocus(
         tile = int(slice_tile[k])
         if level not in level_cache:
             ly0, ly1, lev_h = _level_axis(ys0, ys1, ho, level)
-            lx0, lx1, lev_w = _level_axis(xs0, xs1, wo, level)
+            lev_w = _level_axis(xs0, xs1, wo, level)[2]
             nyl = np.add.reduceat(ny, np.arange(0, ho, level))
             nxl = np.add.reduceat(nx, np.arange(0, wo, level))
             cell_px = np.outer(nyl, nxl).astype(np.float32).reshape(-1)
-            level_cache[level] = (ly0, ly1, lev_h, lx0, lx1, lev_w, cell_px)
-        ly0, ly1, lev_h, lx0, lx1, lev_w, cell_px = level_cache[level]
+            # hidden[cell]: its pixels hidden from slice `hidden_upto` or before (kept up to date
+            # by the level's slices, in order)
+            level_cache[level] = [ly0, ly1, lev_h, lev_w, cell_px, xo_of // level, _bilinear_axis(wo, level, lev_w),
+                                  _bilinear_axis(ho, level, lev_h), np.zeros(lev_h * lev_w, np.int32), 0]
+        ly0, ly1, lev_h, lev_w, cell_px, cell_x, x_bilinear, y_bilinear, hidden, hidden_upto = level_cache[level]
+        level_cache[level][-1] = k
         pad = int(max(r_bounds[k], r_nominals[k]) / level + 1.0) + 1
         tile_rows = (yo_of // level) // tile
         starts = np.flatnonzero(np.diff(tile_rows, prepend=-1))
@@ -1164,22 +1337,22 @@ def defocus(
         rmask = _dilate(content)  # where the layer can be nonzero
         umask = _dilate(rmask)  # cells whose unknown pixels matter to rmask
 
-        _cells_kernel(k, w, row_start, gx, gcol, ga, gr, n_col, xo_of, level, lev_w, lev_h, ly0, ly1, lx0, lx1,
-                      hidden_from, row_hidden_min, tile, umask, cell_px, cells, filled, pre)
-        _splat_kernel(n_col, lev_w, lev_h, float(level), cells, cell_px, tile, content, pad, layer, table)
-        _normalise_kernel(n_col, lev_w, lev_h, tile, rmask, pre, filled, layer, table)
-        _composite_kernel(n_col, level, lev_w, lev_h, wo, ho, tile, rmask if level == 1 else umask, layer,
-                          out_col, out_a)
-        _clear_kernel(layer, lev_w, lev_h, tile, rmask)
-        _clear_kernel(cells, lev_w, lev_h, tile, content)
+        _cells_kernel(k, h, row_start, gx, gcol, ga, gr, g_hidden, n_col, cell_x, lev_w, lev_h, ly0, ly1,
+                      hidden_start, hidden_x, hidden_upto + 1, hidden, tile, content, umask, cell_px, cells, filled,
+                      pre)
+        if level == 1:
+            _full_layer_kernel(n_col, lev_w, lev_h, cells, cell_px, tile, content, rmask, pad, layer, table, spans,
+                               pre, filled, out_col, out_a)
+        else:
+            coarse = coarse_layer[: (n_col + 3) * lev_w * lev_h].reshape(n_col + 3, lev_w * lev_h)
+            _coarse_layer_kernel(n_col, lev_w, lev_h, float(level), cells, cell_px, tile, content, rmask, umask, pad,
+                                 coarse, table, spans, pre, filled)
+            block = np.searchsorted(x_bilinear[0], np.arange(content.shape[1] + 1) * tile)
+            _composite_kernel(n_col, lev_w, tile, rmask, coarse, *x_bilinear, *y_bilinear, block, out_col, out_a)
     if r_most > 0.5:
         # a pixel with nothing to see through within reach of any blur cannot be partly transparent
-        through = (hidden_from.reshape(h, w) > n_slices) & (use_y[:, None] > 0) & (use_x[None, :] > 0)
-        if scale < 1.0:
-            through = np.bincount((yo_of[:, None] * wo + xo_of[None, :]).reshape(-1), weights=through.reshape(-1),
-                                  minlength=ho * wo).reshape(ho, wo) > 0
         see_through = np.zeros((ho + 1, wo + 1), np.int32)
-        see_through[1:, 1:] = through
+        _through_kernel(w, ho, wo, n_slices, ys0, ys1, use_x, use_y, xo_of, hidden_from, see_through)
         see_through = see_through.cumsum(axis=0, dtype=np.int32).cumsum(axis=1, dtype=np.int32)
         _close_kernel(n_col, wo, ho, int(math.ceil(r_most)) + 1, see_through, out_col, out_a)
     return result

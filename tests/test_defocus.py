@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 
+from core import defocus as dm
 from core.defocus import (
     CameraGuess,
     DefocusError,
@@ -400,6 +401,199 @@ def test_a_coarse_level_matches_the_ray_trace():
     assert coarse.max() < 0.12 and coarse.mean() < 0.006
     fine = np.abs(stack(defocus(img, camera, level_radius=6.0)) - ref)
     assert fine.max() < 0.035 and fine.mean() < 0.003
+
+
+# --------------------------------------------------------------------------- kernels against plain references
+
+
+def test_sampled_reads_what_the_plain_loop_reads():
+    """The vectorised choice of the source pixels a proxy reads: half of each output pixel's run,
+    rounded up, evenly spaced (as a loop over the runs picks them)."""
+    for n in range(1, 70):
+        for proxy in (0.1, 0.25, 0.3, 0.5, 0.7, 0.99, 1.0):
+            n_out = output_shape(n, 1, proxy)[1]
+            _, start, stop = dm._axis_map(n, proxy, n_out)
+            want = np.zeros(n, np.uint8)
+            for a, b in zip(start.tolist(), stop.tolist(), strict=True):
+                m = (b - a + 1) // 2
+                want[a + (np.arange(m) * 2 + 1) * (b - a) // (2 * m)] = 1
+            assert np.array_equal(dm._sampled(start, stop, n, False), want), (n, proxy)
+            assert dm._sampled(start, stop, n, True).all()
+
+
+@pytest.mark.parametrize("level_radius", [1.0, 3.0, 4.0])
+def test_table_spans_cover_every_weight(level_radius):
+    """``spans[ti, dy]`` is the last ``|dx|`` where row dy of table entries ti and ti + 1 has weight,
+    so the scatter and the normalisation can skip the rest of the row; ``spans[ti, 0]`` is the
+    disk's reach."""
+    table, spans = dm._tables(level_radius)
+    reach = table.shape[1] - 1
+    for ti in range(table.shape[0] - 1):
+        pair = (table[ti] != 0.0) | (table[ti + 1] != 0.0)
+        for dy in range(reach + 1):
+            nz = np.flatnonzero(pair[dy])
+            assert spans[ti, dy] == (nz[-1] if nz.size else -1)
+        assert spans[ti, 0] >= 0 and not pair[spans[ti, 0] + 1:].any()  # nothing beyond the reach, any row
+
+
+def test_clear_row_zeroes_the_marked_tiles_only():
+    rng = np.random.default_rng(3)
+    width, tile = 37, 4
+    mask = rng.random((3, (width + tile - 1) // tile)) < 0.5
+    buf = np.ones((5, 6 * width), np.float32)
+    dm._clear_row(buf, 4, width, tile, mask[1])
+    want = np.ones((5, 6, width), np.float32)
+    for tx in np.flatnonzero(mask[1]):
+        want[:, 4, tx * tile:(tx + 1) * tile] = 0.0
+    assert np.array_equal(buf.reshape(5, 6, width), want)
+
+
+def test_a_power_of_two_reciprocal_is_the_quotient():
+    """Why the scatter multiplies by ``1 / cell_px`` when the cell size is a power of two: the
+    product is then exactly the quotient (in float32, subnormals included)."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1e3, 20000), rng.normal(0, 1e-38, 2000), [0.0, -0.0, 1e38]]).astype(np.float32)
+    for n in (1, 2, 4, 8, 16, 64, 1024):
+        npx = np.float32(n)
+        assert np.array_equal(x * (np.float32(1.0) / npx), x / npx)
+
+
+def test_coarse_composite_matches_a_plain_bilinear_over():
+    """The coarse composite visits only the output pixels near the layer's rmask tiles: the result
+    is the plain bilinear upsampling of the whole layer composited (over) under every pixel."""
+    rng = np.random.default_rng(5)
+    n_col, level, tile = 3, 2, 4
+    out_h, out_w = 37, 45
+    lev_h, lev_w = (out_h + level - 1) // level, (out_w + level - 1) // level
+    rmask = rng.random(((lev_h + tile - 1) // tile, (lev_w + tile - 1) // tile)) < 0.3
+    inside = np.kron(rmask, np.ones((tile, tile), bool))[:lev_h, :lev_w]
+    layer = (rng.random((n_col + 3, lev_h, lev_w)) * inside).astype(np.float32)
+    layer[:, rng.random((lev_h, lev_w)) < 0.2] = 0.0
+    out_col = (rng.random((n_col, out_h * out_w)) * 0.5).astype(np.float32)
+    out_a = rng.random(out_h * out_w).astype(np.float32)
+    out_a[rng.random(out_a.size) < 0.2] = 1.0
+    xs, ys = dm._bilinear_axis(out_w, level, lev_w), dm._bilinear_axis(out_h, level, lev_h)
+    block = np.searchsorted(xs[0], np.arange(rmask.shape[1] + 1) * tile)
+    got_col, got_a = out_col.copy(), out_a.copy()
+    dm._composite_kernel(n_col, lev_w, tile, rmask, layer.reshape(n_col + 3, -1), *xs, *ys, block, got_col, got_a)
+    want_col, want_a = out_col.reshape(n_col, out_h, out_w).copy(), out_a.reshape(out_h, out_w).copy()
+    (xa, xb, fx), (ya, yb, fy) = xs, ys
+    for yo in range(out_h):
+        for xo in range(out_w):
+            lay = layer[: n_col + 1]
+            top = lay[:, ya[yo], xa[xo]] * (1.0 - fx[xo]) + lay[:, ya[yo], xb[xo]] * fx[xo]
+            bottom = lay[:, yb[yo], xa[xo]] * (1.0 - fx[xo]) + lay[:, yb[yo], xb[xo]] * fx[xo]
+            vals = (top * (1.0 - fy[yo]) + bottom * fy[yo]).astype(np.float32)
+            acc = want_a[yo, xo]
+            if acc >= 1.0 or not vals.any():
+                continue
+            w = np.float32(1.0) - acc
+            want_col[:, yo, xo] += w * vals[:n_col]
+            want_a[yo, xo] = acc + w * vals[n_col]
+    assert np.array_equal(got_col, want_col.reshape(n_col, -1))
+    assert np.array_equal(got_a, want_a.reshape(-1))
+
+
+def test_see_through_pixels_match_a_plain_count():
+    rng = np.random.default_rng(8)
+    h, w, n_slices = 23, 31, 5
+    for proxy in (1.0, 0.5, 0.25):
+        ho, wo = output_shape(w, h, proxy)
+        xo_of, xs0, xs1 = dm._axis_map(w, proxy, wo)
+        yo_of, ys0, ys1 = dm._axis_map(h, proxy, ho)
+        use_x, use_y = dm._sampled(xs0, xs1, w, proxy >= 1.0), dm._sampled(ys0, ys1, h, proxy >= 1.0)
+        hidden_from = rng.integers(1, n_slices + 2, h * w).astype(np.int32)
+        got = np.zeros((ho + 1, wo + 1), np.int32)
+        dm._through_kernel(w, ho, wo, n_slices, ys0, ys1, use_x, use_y, xo_of, hidden_from, got)
+        through = (hidden_from.reshape(h, w) > n_slices) & (use_y[:, None] > 0) & (use_x[None, :] > 0)
+        want = np.zeros((ho, wo), bool)
+        np.logical_or.at(want, (np.repeat(yo_of, w), np.tile(xo_of, h)), through.reshape(-1))
+        assert np.array_equal(got[1:, 1:] > 0, want) and not got[0].any() and not got[:, 0].any()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"proxy": 0.5}, {"proxy": 0.5, "full_sampling": True}, {"proxy": 0.25},
+                                    {"level_radius": 1.0}])
+def test_filled_shares_match_a_direct_count(monkeypatch, kwargs):
+    """What the normalisation reads of each slice's cells: the hidden pixels each cell has by then
+    (counted incrementally, level by level), its filled share (groups of the slice, plus pixels
+    hidden with no group here, over the pixels read) and the row counts of cells with some
+    known-empty share, against a direct count from every pixel's hidden-from slice."""
+    seen: dict = {}
+    checks = []
+    count_kernel, cells_kernel = dm._count_kernel, dm._cells_kernel
+
+    def count_spy(*args):
+        count_kernel(*args)
+        seen.update(width=args[4], height=args[5], use_x=args[6].copy(), use_y=args[7].copy(),
+                    hidden_from=args[-2].copy())
+
+    def cells_spy(*args):
+        cells_kernel(*args)
+        (k, _, row_start, gx, *_, lev_w, lev_h, ly0, ly1, _, _, _, hidden, tile, _, umask, cell_px, _, filled,
+         pre) = args
+        checks.append(dict(k=k, row_start=row_start, gx=gx.copy(), cell_x=args[9].copy(), lev_w=lev_w, lev_h=lev_h,
+                           ly0=ly0, ly1=ly1, hidden=hidden.copy(), tile=tile, umask=umask.copy(),
+                           cell_px=cell_px.copy(), filled=filled.copy(), pre=pre.copy()))
+
+    monkeypatch.setattr(dm, "_count_kernel", count_spy)
+    monkeypatch.setattr(dm, "_cells_kernel", cells_spy)
+    rng = np.random.default_rng(12)
+    counts = rng.integers(0, 5, (30, 34))
+    n = int(counts.sum())
+    a = np.where(rng.random(n) < 0.3, 1.0, rng.uniform(0.2, 0.9, n))  # opaque samples hide what lies behind
+    img = sort_samples(deep(counts, R=rng.random(n) * a, G=rng.random(n), B=rng.random(n) * a, A=a,
+                            Z=rng.uniform(1.0, 10.0, n)))
+    defocus(img, SimpleBlur(5.0, 0.8), **kwargs)
+    assert len(checks) >= 5
+    assert any(c["hidden"].any() for c in checks) and any((c["filled"] < 1.0).any() for c in checks)
+    h, w = seen["height"], seen["width"]
+    hf = seen["hidden_from"].reshape(h, w)
+    used = (seen["use_y"][:, None] > 0) & (seen["use_x"][None, :] > 0)
+    for c in checks:
+        k, lev_w, lev_h, tile = c["k"], c["lev_w"], c["lev_h"], c["tile"]
+        cy_of = np.full(h, -1)
+        for cy in range(lev_h):
+            cy_of[c["ly0"][cy]:c["ly1"][cy]] = cy
+        has = np.zeros((h, w), bool)
+        for y in range(h):
+            has[y, c["gx"][c["row_start"][y, k]:c["row_start"][y, k + 1]]] = True
+        yy, xx = np.mgrid[:h, :w]
+        cells = (cy_of[yy], c["cell_x"][xx])
+
+        def per_cell(mask, cells=cells, lev_h=lev_h, lev_w=lev_w):
+            out = np.zeros((lev_h, lev_w))
+            np.add.at(out, (cells[0][mask], cells[1][mask]), 1)
+            return out
+
+        hidden = used & (hf <= k)
+        assert np.array_equal(c["hidden"].reshape(lev_h, lev_w), per_cell(hidden))
+        share = (per_cell(has) + per_cell(hidden & ~has)) / c["cell_px"].reshape(lev_h, lev_w)
+        in_u = np.kron(c["umask"], np.ones((tile, tile), bool))[:lev_h, :lev_w]
+        filled = c["filled"][: lev_h * lev_w].reshape(lev_h, lev_w)  # (the planes are sized for level 1)
+        assert np.array_equal(filled[in_u], share.astype(np.float32)[in_u])
+        rows = in_u.any(axis=1)
+        pre = np.concatenate([np.zeros((lev_h, 1)), np.cumsum(in_u & (share < 1.0), axis=1)], axis=1)
+        assert np.array_equal(c["pre"][:lev_h, : lev_w + 1][rows], pre[rows])
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    """The slice kernels split the grid into bands of rows, each written by one thread: one thread
+    or two give the same bits."""
+    import numba
+
+    img, _ = opaque_object_scene(True)
+    camera = SimpleBlur(6.0, 0.9)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = [defocus(img, camera, **kw) for kw in ({}, {"proxy": 0.5}, {"level_radius": 1.0})]
+        numba.set_num_threads(max(before, 2) if numba.config.NUMBA_NUM_THREADS >= 2 else 1)
+        many = [defocus(img, camera, **kw) for kw in ({}, {"proxy": 0.5}, {"level_radius": 1.0})]
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(one, many, strict=True):
+        for c in RGBA:
+            assert np.array_equal(a[c], b[c])
 
 
 # --------------------------------------------------------------------------- options and errors

@@ -36,3 +36,17 @@ def kernel(*args, parallel: bool = False, fastmath: bool = False, **kwargs):
 
 
 prange = numba.prange
+
+
+@numba.extending.intrinsic
+def float32_bits(typingctx, value):
+    """The IEEE bits of a float32 scalar as uint32 (a bit cast, no memory), inside kernels."""
+    from llvmlite import ir
+
+    if value != numba.types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return numba.types.uint32(numba.types.float32), codegen

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from core._numba import kernel, prange
+from core._numba import float32_bits, kernel, prange
 
 __all__ = [
     "COLORMAPS",
@@ -112,21 +112,20 @@ def _thresholds(transfer: str, gamma: float) -> np.ndarray:
         )
 
 
-def _raw_thresholds(thr: np.ndarray, mul: np.float32) -> np.ndarray:
-    """The smallest float32 ``x >= 0`` with ``float32(x * mul) >= thr[k]``, for every k.
-
-    Folding the exposure into the thresholds lets the kernel work on the raw bits;
-    underflow and overflow of the product are handled exactly."""
+def _raw_thresholds(thr: np.ndarray) -> np.ndarray:
+    """The smallest float32 ``x >= 0`` with ``x >= thr[k]`` (as float64), for every k."""
     with np.errstate(all="ignore"):
-        reaches = lambda x: (x * mul).astype(np.float64) >= thr  # noqa: E731
-        return _smallest_reaching(reaches, thr / np.float64(mul), np.float32)
+        reaches = lambda x: x.astype(np.float64) >= thr  # noqa: E731
+        return _smallest_reaching(reaches, thr, np.float32)
 
 
-@functools.lru_cache(maxsize=32)
-def _code_tables(transfer: str, gamma: float, mul: float) -> tuple:
-    """The kernel's lookup tables for one tone (a few milliseconds to build, so kept: a viewer
-    redraws with the same few tones over and over, and colours single pixels' samples)."""
-    raw = _raw_thresholds(_thresholds(transfer, gamma), np.float32(mul))
+@functools.lru_cache(maxsize=16)
+def _code_tables(transfer: str, gamma: float) -> tuple:
+    """The kernel's lookup tables for one transfer curve (a few milliseconds to build, so
+    kept). They do not depend on the exposure: the kernel multiplies each value by
+    ``2**exposure`` in float32 and looks the product up, so dragging the exposure builds
+    nothing, on the worker or on the GUI thread colouring a pixel's samples."""
+    raw = _raw_thresholds(_thresholds(transfer, gamma))
     tables = _bucket_table(raw)
     search = tables is None
     shift, first, table = (0, 0, np.zeros(1, np.int64)) if search else tables
@@ -192,37 +191,38 @@ def _code(b, shift, first, table, search, rbits):
 
 
 @kernel(inline="always")
-def _is_nan(b) -> bool:
-    return (b & 0x7FFFFFFF) > 0x7F800000
+def _bits(v) -> np.int64:
+    """The bits of float32 ``v`` as a non-negative int64 (what ``_code`` reads)."""
+    return np.int64(float32_bits(v))
 
 
 @kernel(parallel=True)
-def _display_kernel(bits, shift, first, table, search, rbits, alpha, has_alpha, out):
-    h = bits.shape[0]
-    w = bits.shape[1]
-    nch = bits.shape[2]
+def _display_kernel(rgb, mul, shift, first, table, search, rbits, alpha, has_alpha, out):
+    h = rgb.shape[0]
+    w = rgb.shape[1]
+    nch = rgb.shape[2]
     for y in prange(h):
         for x in range(w):
             if nch == 3:
-                r = np.int64(bits[y, x, 0])
-                g = np.int64(bits[y, x, 1])
-                b = np.int64(bits[y, x, 2])
-                if _is_nan(r) or _is_nan(g) or _is_nan(b):
+                r = rgb[y, x, 0] * mul
+                g = rgb[y, x, 1] * mul
+                b = rgb[y, x, 2] * mul
+                if r != r or g != g or b != b:
                     out[y, x, 0] = 255
                     out[y, x, 1] = 0
                     out[y, x, 2] = 255
                 else:
-                    out[y, x, 0] = _code(r, shift, first, table, search, rbits)
-                    out[y, x, 1] = _code(g, shift, first, table, search, rbits)
-                    out[y, x, 2] = _code(b, shift, first, table, search, rbits)
+                    out[y, x, 0] = _code(_bits(r), shift, first, table, search, rbits)
+                    out[y, x, 1] = _code(_bits(g), shift, first, table, search, rbits)
+                    out[y, x, 2] = _code(_bits(b), shift, first, table, search, rbits)
             else:
-                v = np.int64(bits[y, x, 0])
-                if _is_nan(v):
+                v = rgb[y, x, 0] * mul
+                if v != v:
                     out[y, x, 0] = 255
                     out[y, x, 1] = 0
                     out[y, x, 2] = 255
                 else:
-                    c = _code(v, shift, first, table, search, rbits)
+                    c = _code(_bits(v), shift, first, table, search, rbits)
                     out[y, x, 0] = c
                     out[y, x, 1] = c
                     out[y, x, 2] = c
@@ -265,8 +265,9 @@ def display_transform(
     ``alpha`` (``(H, W)``) fills the A byte linearly (clamped, NaN as 255; the colour is
     not un-premultiplied); without it A is 255. ``out`` lets the caller reuse a buffer.
 
-    Fast: the exposure is folded into 255 code thresholds and each value's code comes
-    from a small table indexed by its float bits (no pow per pixel), rows in parallel.
+    Fast: each scaled value's code comes from a small table of the curve's 255 code
+    thresholds indexed by its float bits (no pow per pixel; the table does not depend on the
+    exposure, so an exposure change builds nothing), rows in parallel.
     """
     if transfer not in TRANSFERS:
         raise ValueError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
@@ -290,10 +291,9 @@ def display_transform(
         alpha = np.zeros((1, 1), np.float32)
     out = _check_out(out, h, w)
     mul = np.float32(2.0 ** min(max(float(exposure), -100.0), 100.0))
-    shift, first, table, search, rbits = _code_tables(transfer, float(gamma) if transfer == "gamma" else 0.0,
-                                                      float(mul))
+    shift, first, table, search, rbits = _code_tables(transfer, float(gamma) if transfer == "gamma" else 0.0)
     if h and w:
-        _display_kernel(rgb.view(np.uint32), shift, first, table, search, rbits, alpha, has_alpha, out)
+        _display_kernel(rgb, mul, shift, first, table, search, rbits, alpha, has_alpha, out)
     return out
 
 

@@ -11,19 +11,27 @@ by ``load_failed`` and leaves the model (what was open) untouched.
 
 from __future__ import annotations
 
+import math
 import os
 from functools import partial
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, QThreadPool, QTimer, Signal
 
 from app.document import DocumentModel
-from app.render import PartData, PartKey, RenderRequest, RenderResult, compute_part_data, render_frame
+from app.render import TONE_MODES, PartData, PartKey, RenderRequest, RenderResult, compute_part_data, render_frame
 from app.workers import TaskLane, make_pool, wait_for_pool
 from core.errors import DeepscopeError
 from core.exr_read import open_exr
 from core.model import ExrDocument
 
 RELOAD_DELAY_MS = 300
+#: While the tone keeps changing, the frames are quick ones: what is on screen, one pixel of
+#: each stride x stride block when the view is zoomed out by 2x or more (the screen shows about
+#: one anyway), the rest coarse. The full frame follows once the tone has rested this long.
+QUICK_SETTLE_MS = 150
+QUICK_MAX_STRIDE = 8
+#: on-screen pixels kept in a quick frame beyond the view's edges (image pixels)
+QUICK_MARGIN = 16
 RELOAD_ATTEMPTS = 20
 
 
@@ -85,6 +93,12 @@ class DocumentController(QObject):
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
         self._render_timer.timeout.connect(self._submit_render)
+        self._settle_timer = QTimer(self)  # the full frame after quick ones
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(QUICK_SETTLE_MS)
+        self._settle_timer.timeout.connect(self._submit_render)
+        self._display_zoom = 1.0
+        self._display_rect: tuple[float, float, float, float] | None = None  # EXR pixel space
         self._flattening: PartKey | None = None  # the part the flatten lane works on
         for signal in (model.document_changed, model.part_changed, model.view_changed):
             signal.connect(self.schedule_render)
@@ -123,6 +137,7 @@ class DocumentController(QObject):
 
     def cancel(self) -> None:
         """Stop whatever is loading or rendering."""
+        self._settle_timer.stop()
         for lane in self.lanes.values():
             lane.cancel()
 
@@ -133,7 +148,39 @@ class DocumentController(QObject):
 
     @property
     def busy(self) -> bool:
-        return any(lane.busy for lane in self.lanes.values()) or self._render_timer.isActive()
+        """Loading or rendering, or a full frame still to come after quick ones."""
+        return (any(lane.busy for lane in self.lanes.values()) or self._render_timer.isActive()
+                or self._settle_timer.isActive())
+
+    def set_display_view(self, zoom: float, rect: tuple[float, float, float, float] | None = None) -> None:
+        """What the canvas shows: its zoom in device pixels per image pixel and the part of EXR
+        pixel space on screen, (x0, y0, x1, y1) (None: unknown, all of it). Quick frames
+        cover that part, as coarse as the zoom allows."""
+        self._display_zoom = float(zoom)
+        self._display_rect = None if rect is None else tuple(float(v) for v in rect)
+
+    def quick_stride(self) -> int:
+        """The stride of the frames made while the tone moves: 1 unless the image is shown at
+        half size or less."""
+        z = self._display_zoom
+        if not z > 0.0 or z > 0.5:
+            return 1
+        return max(1, min(QUICK_MAX_STRIDE, int(1.0 / z)))
+
+    def quick_region(self) -> tuple[int, int, int, int] | None:
+        """The on-screen part of the current image in array columns and rows (with a margin),
+        or None when that is all of it (or unknown)."""
+        image, rect = self.model.image, self._display_rect
+        if image is None or rect is None:
+            return None
+        dw = image.data_window
+        x0 = max(math.floor(rect[0]) - dw.xmin - QUICK_MARGIN, 0)
+        y0 = max(math.floor(rect[1]) - dw.ymin - QUICK_MARGIN, 0)
+        x1 = min(math.ceil(rect[2]) - dw.xmin + QUICK_MARGIN, image.width)
+        y1 = min(math.ceil(rect[3]) - dw.ymin + QUICK_MARGIN, image.height)
+        if x0 <= 0 and y0 <= 0 and x1 >= image.width and y1 >= image.height:
+            return None
+        return x0, y0, max(x1, x0), max(y1, y0)
 
     def _on_loaded(self, tag, document: ExrDocument) -> None:
         _path, keep_state = tag
@@ -148,14 +195,25 @@ class DocumentController(QObject):
     # ------------------------------------------------------------------ rendering
     def schedule_render(self, *_args) -> None:
         """Render the current view soon (coalesces several changes into one job)."""
+        self._settle_timer.stop()
         self._render_timer.start()
 
     def _on_tone_changed(self, *_args) -> None:
         if self._render_timer.isActive():
             return  # a document, part or view change in the same event renders with this tone anyway
+        model = self.model
+        frame = model.frame
+        stride, region = self.quick_stride(), self.quick_region()
+        if ((stride > 1 or region is not None) and model.view.mode in TONE_MODES and frame is not None
+                and frame.key == model.part_key and frame.view == model.view):
+            # a view already on screen: a quick frame now, the full one when the tone rests
+            self._settle_timer.start()
+            self._submit_render(stride, region)
+            return
+        self._settle_timer.stop()
         self._submit_render()
 
-    def _submit_render(self) -> None:
+    def _submit_render(self, stride: int = 1, region: tuple[int, int, int, int] | None = None) -> None:
         model = self.model
         image, key = model.image, model.part_key
         if image is None or key is None:
@@ -171,7 +229,7 @@ class DocumentController(QObject):
                 self._flattening = key
                 self.flatten_lane.submit(partial(_flatten_job, image), tag=key)
             return
-        request = RenderRequest(key, image, model.view, model.tone, data)
+        request = RenderRequest(key, image, model.view, model.tone, data, stride, region)
         self.render_lane.submit(partial(_render_job, request), tag=request)
 
     def _on_flattened(self, key: PartKey, data: PartData) -> None:

@@ -179,6 +179,10 @@ class MainWindow(QMainWindow):
         self.model.document_changed.connect(self._update_title)
         self.model.part_changed.connect(self._update_title)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
+        # quick frames while the tone moves: what is on screen, as coarse as the screen shows it
+        self.canvas.zoom_changed.connect(
+            lambda z: self.controller.set_display_view(z * self.canvas.devicePixelRatioF(),
+                                                       self.canvas.visible_rect()))
         self.controller.set_watch_files(self.settings.reload_on_change)
 
         self.resize(1400, 900)

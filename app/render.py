@@ -68,6 +68,12 @@ class PartData:
     stacked: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
 
+#: the view modes whose frame depends on the tone (exposure, gamma, transfer)
+TONE_MODES = ("color", "channel", "alpha")
+#: the stride of a quick frame off screen (seen only if the view moves before the full frame)
+QUICK_COARSE = 8
+
+
 @dataclass(frozen=True)
 class RenderRequest:
     """An immutable render job: which part, what to show, and the cache entry if there is one."""
@@ -77,6 +83,10 @@ class RenderRequest:
     view: View
     tone: Tone
     part_data: PartData | None = None
+    #: a quick frame while the tone moves (colour views only): ``display_transform``'s ``stride``
+    #: and ``region`` (what is on screen, in array columns and rows; None: all of it)
+    stride: int = 1
+    region: tuple[int, int, int, int] | None = None
 
 
 @dataclass
@@ -97,6 +107,14 @@ class Frame:
     display_window: Box
     value_range: tuple[float, float] | None = None
     title: str = ""
+    #: a quick frame (``quick``): each stride x stride block of ``region`` (None: the whole
+    #: image) shows its top-left pixel, the rest coarser (see ``display_transform``); same size
+    stride: int = 1
+    region: tuple[int, int, int, int] | None = None
+
+    @property
+    def quick(self) -> bool:
+        return self.stride > 1 or self.region is not None
 
 
 @dataclass
@@ -214,7 +232,8 @@ def render_frame(request: RenderRequest, progress: Callable[[float], None] | Non
     values: dict[str, np.ndarray] = {}
     value_range = None
     title = ""
-    if view.mode in ("color", "channel", "alpha"):
+    stride, region = 1, None
+    if view.mode in TONE_MODES:
         if view.mode == "color":
             names = layer.rgb
             title = f"{layer.label} ({', '.join(_short(n) for n in dict.fromkeys(names) if n)})"
@@ -242,8 +261,9 @@ def render_frame(request: RenderRequest, progress: Callable[[float], None] | Non
             if src is None or src.shape[:2] != shape:
                 src = _stack_rgb(data.planes, names, shape)
                 data.stacked[key] = src
+        stride, region = request.stride, request.region
         rgba = display_transform(np.ascontiguousarray(src), exposure=tone.exposure, gamma=tone.gamma,
-                                 transfer=tone.transfer)
+                                 transfer=tone.transfer, stride=stride, region=region, coarse=QUICK_COARSE)
     elif view.mode == "depth":
         z = data.front_z if data.front_z is not None else np.full(shape, np.inf, np.float32)
         value_range = robust_range(z)
@@ -264,7 +284,7 @@ def render_frame(request: RenderRequest, progress: Callable[[float], None] | Non
     if progress:
         progress(1.0)
     frame = Frame(request.key, view, tone, np.ascontiguousarray(rgba), values, image.data_window,
-                  image.display_window, value_range, title)
+                  image.display_window, value_range, title, stride, region)
     return RenderResult(frame, data)
 
 

@@ -53,6 +53,8 @@ def _display() -> None:
     display_transform(rgb)
     display_transform(rgb, exposure=1.0, gamma=2.2, transfer="gamma")
     display_transform(rgb[:, :, 0], alpha=rgb[:, :, 1])
+    display_transform(rgb, stride=2)  # the render worker's quick frames while the exposure moves
+    display_transform(rgb[:, :, 0], alpha=rgb[:, :, 1], stride=2, region=(0, 0, 2, 1))
     colormap_transform(rgb[:, :, 0], 0.0, 1.0)
 
 
@@ -126,7 +128,7 @@ STEPS: list[Step] = [
 
 #: the kernels the steps compile, by module (a name its module no longer has is skipped)
 KERNELS = {
-    "core.display": ("_display_kernel", "_colormap_kernel"),
+    "core.display": ("_display_kernel", "_display_blocks_kernel", "_colormap_kernel"),
     "core.cryptomatte": ("_preview_kernel", "_crypto_matte_kernel"),
     "core.exr_codec": ("_unpredict_scatter_kernel", "_unpredict_deinterleave_kernel"),
     "core.kernels": ("_is_depth_sorted_kernel", "_depth_order_kernel", "_gather_kernel", "_flatten_over_kernel",

@@ -196,46 +196,70 @@ def _bits(v) -> np.int64:
     return np.int64(float32_bits(v))
 
 
+@kernel(inline="always")
+def _pixel_codes(rgb, y, x, mul, shift, first, table, search, rbits, alpha, has_alpha):
+    """The four output bytes of pixel (y, x): codes of its scaled colour (grey for one
+    channel; magenta if any is NaN) and its alpha byte."""
+    if rgb.shape[2] == 3:
+        r = rgb[y, x, 0] * mul
+        g = rgb[y, x, 1] * mul
+        b = rgb[y, x, 2] * mul
+        if r != r or g != g or b != b:
+            c0, c1, c2 = np.int64(255), np.int64(0), np.int64(255)
+        else:
+            c0 = _code(_bits(r), shift, first, table, search, rbits)
+            c1 = _code(_bits(g), shift, first, table, search, rbits)
+            c2 = _code(_bits(b), shift, first, table, search, rbits)
+    else:
+        v = rgb[y, x, 0] * mul
+        if v != v:
+            c0, c1, c2 = np.int64(255), np.int64(0), np.int64(255)
+        else:
+            c0 = _code(_bits(v), shift, first, table, search, rbits)
+            c1 = c0
+            c2 = c0
+    c3 = np.int64(255)
+    if has_alpha:
+        a = alpha[y, x]
+        if a != a or a >= 1.0:
+            c3 = np.int64(255)
+        elif a <= 0.0:
+            c3 = np.int64(0)
+        else:
+            c3 = np.int64(a * np.float32(255.0) + np.float32(0.5))
+    return c0, c1, c2, c3
+
+
 @kernel(parallel=True)
-def _display_kernel(rgb, mul, shift, first, table, search, rbits, alpha, has_alpha, out):
-    h = rgb.shape[0]
-    w = rgb.shape[1]
-    nch = rgb.shape[2]
-    for y in prange(h):
-        for x in range(w):
-            if nch == 3:
-                r = rgb[y, x, 0] * mul
-                g = rgb[y, x, 1] * mul
-                b = rgb[y, x, 2] * mul
-                if r != r or g != g or b != b:
-                    out[y, x, 0] = 255
-                    out[y, x, 1] = 0
-                    out[y, x, 2] = 255
-                else:
-                    out[y, x, 0] = _code(_bits(r), shift, first, table, search, rbits)
-                    out[y, x, 1] = _code(_bits(g), shift, first, table, search, rbits)
-                    out[y, x, 2] = _code(_bits(b), shift, first, table, search, rbits)
-            else:
-                v = rgb[y, x, 0] * mul
-                if v != v:
-                    out[y, x, 0] = 255
-                    out[y, x, 1] = 0
-                    out[y, x, 2] = 255
-                else:
-                    c = _code(_bits(v), shift, first, table, search, rbits)
-                    out[y, x, 0] = c
-                    out[y, x, 1] = c
-                    out[y, x, 2] = c
-            if has_alpha:
-                a = alpha[y, x]
-                if a != a or a >= 1.0:
-                    out[y, x, 3] = 255
-                elif a <= 0.0:
-                    out[y, x, 3] = 0
-                else:
-                    out[y, x, 3] = np.uint8(np.int64(a * np.float32(255.0) + np.float32(0.5)))
-            else:
-                out[y, x, 3] = 255
+def _display_kernel(rgb, y0, y1, x0, x1, mul, shift, first, table, search, rbits, alpha, has_alpha, out):
+    """The output bytes of the pixels in rows [y0, y1), columns [x0, x1)."""
+    for yi in prange(y1 - y0):
+        y = np.uint64(y0 + yi)  # (unsigned indices: numba skips its wrap-around arithmetic)
+        for xi in range(x1 - x0):
+            x = np.uint64(x0 + xi)
+            c0, c1, c2, c3 = _pixel_codes(rgb, y, x, mul, shift, first, table, search, rbits, alpha, has_alpha)
+            out[y, x, 0] = c0
+            out[y, x, 1] = c1
+            out[y, x, 2] = c2
+            out[y, x, 3] = c3
+
+
+@kernel(parallel=True)
+def _display_blocks_kernel(rgb, y0, y1, x0, x1, stride, mul, shift, first, table, search, rbits, alpha, has_alpha,
+                           out32):
+    """``_display_kernel`` for the top-left pixel of each ``stride`` x ``stride`` block of rows
+    [y0, y1), columns [x0, x1) (blocks from (y0, x0)), written over the whole block
+    (``out32``: the output's RGBA bytes as one little-endian uint32 per pixel, so a block row
+    is one fill)."""
+    for by in prange((y1 - y0 + stride - 1) // stride):
+        ya = y0 + by * stride
+        yb = min(ya + stride, y1)
+        row = out32[ya]
+        for xa in range(x0, x1, stride):
+            c0, c1, c2, c3 = _pixel_codes(rgb, ya, xa, mul, shift, first, table, search, rbits, alpha, has_alpha)
+            row[xa : min(xa + stride, x1)] = np.uint32(c0 | (c1 << 8) | (c2 << 16) | (c3 << 24))
+        for y in range(ya + 1, yb):
+            out32[y, x0:x1] = row[x0:x1]
 
 
 def _check_out(out: np.ndarray | None, h: int, w: int) -> np.ndarray:
@@ -253,6 +277,9 @@ def display_transform(
     transfer: str = "srgb",
     alpha: np.ndarray | None = None,
     out: np.ndarray | None = None,
+    stride: int = 1,
+    region: tuple[int, int, int, int] | None = None,
+    coarse: int = 8,
 ) -> np.ndarray:
     """HDR pixels to ``(H, W, 4)`` uint8 RGBA for the screen.
 
@@ -264,6 +291,12 @@ def display_transform(
     exactly as the float64 curve would give. NaN shows magenta (see the module doc).
     ``alpha`` (``(H, W)``) fills the A byte linearly (clamped, NaN as 255; the colour is
     not un-premultiplied); without it A is 255. ``out`` lets the caller reuse a buffer.
+
+    Quick frames, the same size, for a viewer while the tone moves: with ``stride`` > 1 each
+    ``stride`` x ``stride`` block shows its top-left pixel (zoomed out by ``stride`` or more,
+    the screen shows about one pixel of each block anyway), for ``stride**2`` times fewer
+    lookups. With ``region`` ``(x0, y0, x1, y1)`` (array columns and rows, half-open: what
+    is on screen) only those pixels are at ``stride``, the rest at ``coarse``.
 
     Fast: each scaled value's code comes from a small table of the curve's 255 code
     thresholds indexed by its float bits (no pow per pixel; the table does not depend on the
@@ -292,8 +325,26 @@ def display_transform(
     out = _check_out(out, h, w)
     mul = np.float32(2.0 ** min(max(float(exposure), -100.0), 100.0))
     shift, first, table, search, rbits = _code_tables(transfer, float(gamma) if transfer == "gamma" else 0.0)
-    if h and w:
-        _display_kernel(rgb, mul, shift, first, table, search, rbits, alpha, has_alpha, out)
+    stride = int(stride)
+    coarse = int(coarse)
+    if stride < 1 or coarse < 1:
+        raise ValueError(f"stride and coarse must be >= 1, got {stride} and {coarse}")
+    x0, y0, x1, y1 = 0, 0, w, h
+    if region is not None:
+        x0, y0, x1, y1 = (int(v) for v in region)
+        x0, x1 = min(max(x0, 0), w), min(max(x1, 0), w)
+        y0, y1 = min(max(y0, 0), h), min(max(y1, 0), h)
+        x1, y1 = max(x1, x0), max(y1, y0)
+    if not (h and w):
+        return out
+    args = (mul, shift, first, table, search, rbits, alpha, has_alpha)
+    out32 = out.view(np.uint32).reshape(h, w)  # (little-endian: byte 0 is R)
+    if (x0, y0, x1, y1) != (0, 0, w, h):
+        _display_blocks_kernel(rgb, 0, h, 0, w, coarse, *args, out32)
+    if stride == 1:
+        _display_kernel(rgb, y0, y1, x0, x1, *args, out)
+    else:
+        _display_blocks_kernel(rgb, y0, y1, x0, x1, stride, *args, out32)
     return out
 
 

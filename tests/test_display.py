@@ -105,6 +105,49 @@ def test_extreme_exposures_overflow_and_underflow_like_the_reference():
             np.testing.assert_array_equal(out, ref_display(rgb, min(max(exposure, -100.0), 100.0), gamma, transfer))
 
 
+@SETTINGS
+@given(images(), st.floats(-8, 8), st.integers(1, 6), st.booleans())
+def test_stride_shows_each_blocks_top_left_pixel(rgb, exposure, stride, with_alpha):
+    # the quick frame is the full frame with every stride x stride block set to its top-left pixel
+    alpha = np.linspace(-0.5, 1.5, rgb.shape[0] * rgb.shape[1], dtype=np.float32).reshape(rgb.shape[:2])
+    alpha = alpha if with_alpha else None
+    full = display_transform(rgb, exposure=exposure, alpha=alpha)
+    quick = display_transform(rgb, exposure=exposure, alpha=alpha, stride=stride)
+    ys = np.arange(rgb.shape[0]) // stride * stride
+    xs = np.arange(rgb.shape[1]) // stride * stride
+    np.testing.assert_array_equal(quick, full[ys][:, xs])
+    assert quick.shape == full.shape and quick.flags.c_contiguous
+
+
+@SETTINGS
+@given(images(), st.integers(1, 3), st.integers(1, 4), st.tuples(*[st.integers(-2, 7)] * 4))
+def test_region_is_at_stride_and_the_rest_coarse(rgb, stride, coarse, box):
+    # a zoomed-in quick frame: the pixels on screen at the fine stride (blocks from the region's
+    # corner), every other pixel from the coarse blocks of the whole image
+    h, w = rgb.shape[:2]
+    full = display_transform(rgb, exposure=0.5)
+    got = display_transform(rgb, exposure=0.5, stride=stride, region=box, coarse=coarse)
+    x0, y0, x1, y1 = (min(max(box[0], 0), w), min(max(box[1], 0), h), min(max(box[2], 0), w), min(max(box[3], 0), h))
+    x1, y1 = max(x1, x0), max(y1, y0)
+    ys = np.arange(h)
+    xs = np.arange(w)
+    if (x0, y0, x1, y1) == (0, 0, w, h):
+        want = full[ys // stride * stride][:, xs // stride * stride]
+    else:
+        want = full[ys // coarse * coarse][:, xs // coarse * coarse].copy()
+        fy = y0 + (np.arange(y0, y1) - y0) // stride * stride
+        fx = x0 + (np.arange(x0, x1) - x0) // stride * stride
+        want[y0:y1, x0:x1] = full[fy][:, fx]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_stride_must_be_positive():
+    with pytest.raises(ValueError, match="stride"):
+        display_transform(np.zeros((2, 2, 3), np.float32), stride=0)
+    with pytest.raises(ValueError, match="coarse"):
+        display_transform(np.zeros((2, 2, 3), np.float32), region=(0, 0, 1, 1), coarse=0)
+
+
 def test_known_srgb_codes():
     out = display_transform(np.array([[0.0, 0.18, 0.5, 1.0, 2.0]], np.float32))
     # sRGB(0.18) = 0.4614 -> 118, sRGB(0.5) = 0.7354 -> 188

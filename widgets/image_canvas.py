@@ -262,6 +262,11 @@ class ImageCanvas(pg.GraphicsView):
         px = self.view_box.viewPixelSize()[0]
         return 1.0 / px if px > 0 else 1.0
 
+    def visible_rect(self) -> tuple[float, float, float, float]:
+        """The part of EXR pixel space on screen: (x0, y0, x1, y1)."""
+        r = self.view_box.viewRect()
+        return r.left(), r.top(), r.right(), r.bottom()
+
     def zoom_by(self, factor: float, centre: QPointF | None = None) -> None:
         """Zoom in (factor > 1) or out around ``centre`` (view coordinates; default the view centre)."""
         s = 1.0 / factor

@@ -152,6 +152,21 @@ def test_view_keys_fit_and_one_to_one(qtbot, main_window):
     qtbot.keyClick(canvas, Qt.Key.Key_Plus)
     assert canvas.zoom() == pytest.approx(fitted * 1.25, rel=0.02)
     assert window.zoom_label.text() == f"{canvas.zoom() * 100:.0f}%"
+    # the controller knows what is on screen, for the quick frames while the tone moves
+    controller = window.controller
+    for _ in range(6):
+        qtbot.keyClick(canvas, Qt.Key.Key_Plus)
+    x0, y0, x1, y1 = canvas.visible_rect()
+    dw = window.model.image.data_window
+    assert canvas.zoom() > 2 and controller.quick_stride() == 1
+    region = controller.quick_region()
+    assert region is not None and region[0] <= x0 - dw.xmin and region[2] >= x1 - dw.xmin
+    assert region[1] <= y0 - dw.ymin and region[3] >= y1 - dw.ymin
+    qtbot.keyClick(canvas, Qt.Key.Key_F)
+    assert controller.quick_region() is None
+    for _ in range(12):
+        qtbot.keyClick(canvas, Qt.Key.Key_Minus)
+    assert controller.quick_stride() == min(int(1 / (canvas.zoom() * canvas.devicePixelRatioF())), 8) >= 2
 
 
 def test_trunks_each_part_shows_its_own_samples(qtbot, main_window):

@@ -53,9 +53,15 @@ def _display() -> None:
     display_transform(rgb)
     display_transform(rgb, exposure=1.0, gamma=2.2, transfer="gamma")
     display_transform(rgb[:, :, 0], alpha=rgb[:, :, 1])
-    display_transform(rgb, stride=2)  # the render worker's quick frames while the exposure moves
-    display_transform(rgb[:, :, 0], alpha=rgb[:, :, 1], stride=2, region=(0, 0, 2, 1))
     colormap_transform(rgb[:, :, 0], 0.0, 1.0)
+
+
+def _quick_frames() -> None:
+    from core.display import display_transform
+
+    rgb = np.linspace(0, 2, 2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3)
+    display_transform(rgb, stride=2)
+    display_transform(rgb[:, :, 0], alpha=rgb[:, :, 1], stride=2, region=(0, 0, 2, 1))
 
 
 def _id_colours() -> None:
@@ -123,6 +129,7 @@ STEPS: list[Step] = [
     ("depth sort", _sort),
     ("flatten", _flatten),
     ("deep ids", _deep_ids),
+    ("quick frames", _quick_frames),  # the render worker's frames while the exposure moves (after the first frame)
 ]
 
 

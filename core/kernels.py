@@ -287,7 +287,7 @@ def _order_pixel(z, zback, zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tid
     return _REORDERED
 
 
-@kernel(inline="always")
+@kernel  # (not inlined: one compiled sort shared by depth_order and flatten's chunk ordering)
 def _sort_pixel(z, zback, zbits, zbbits, has_zback, a, n, keys, idx, tkeys, tidx, out, o) -> None:
     """Pixel [a, a+n)'s sample indices in depth order into out[o:o+n] (see ``_order_pixel``)."""
     if n <= _SMALL_ORDER:
@@ -597,7 +597,7 @@ def _order_upto3(z, zback, has_zback, a, n, out, o) -> None:
     out[o + r2] = a + 2
 
 
-@kernel(inline="always")
+@kernel  # (not inlined: compiled once, not into every specialisation of the over kernel)
 def _order_chunk(offsets, p0, p1, zbits, zbbits, z, zback, has_zback, order, moved) -> None:
     """Depth order of the pixels p0..p1 that are not in order, into ``order`` (indexed from the
     chunk's first sample) and flagged in ``moved``; the sort scratch fits the chunk's largest

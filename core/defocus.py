@@ -917,6 +917,18 @@ def _gain(n_col, lev_w, lev_h, cy, cx, pre, filled, layer, table, spans):
     return gain
 
 
+@kernel(inline="always")
+def _fill_band(ty, clear_mask, n_col, lev_w, lev_h, level, cells, cell_px, tile, content, pad, layer, table, spans):
+    """Clear band ty's layer rows in the tiles ``clear_mask`` marks, then scatter into them
+    (:func:`_splat_band`); returns the band's rows [y0, y1)."""
+    y0 = ty * tile
+    y1 = min(y0 + tile, lev_h)
+    for cy in range(y0, y1):
+        _clear_row(layer, cy, lev_w, tile, clear_mask[ty])
+    _splat_band(ty, n_col, lev_w, lev_h, level, cells, cell_px, tile, content, pad, layer, table, spans)
+    return y0, y1
+
+
 @kernel(parallel=True)
 def _coarse_layer_kernel(n_col, lev_w, lev_h, level, cells, cell_px, tile, content, rmask, umask, pad, layer, table,
                          spans, pre, filled):
@@ -926,11 +938,8 @@ def _coarse_layer_kernel(n_col, lev_w, lev_h, level, cells, cell_px, tile, conte
     the weight times the radius) and normalise its cells in ``rmask`` tiles (:func:`_gain`)."""
     nty, ntx = rmask.shape
     for ty in prange(nty):
-        y0 = ty * tile
-        y1 = min(y0 + tile, lev_h)
-        for cy in range(y0, y1):
-            _clear_row(layer, cy, lev_w, tile, umask[ty])
-        _splat_band(ty, n_col, lev_w, lev_h, level, cells, cell_px, tile, content, pad, layer, table, spans)
+        y0, y1 = _fill_band(ty, umask, n_col, lev_w, lev_h, level, cells, cell_px, tile, content, pad, layer, table,
+                            spans)
         for cy in range(y0, y1):
             for tx in range(ntx):
                 if not rmask[ty, tx]:
@@ -953,11 +962,8 @@ def _full_layer_kernel(n_col, lev_w, lev_h, cells, cell_px, tile, content, rmask
     exactly). A pixel already opaque needs neither: the layer's cell i is output pixel i."""
     nty, ntx = rmask.shape
     for ty in prange(nty):
-        y0 = ty * tile
-        y1 = min(y0 + tile, lev_h)
-        for cy in range(y0, y1):
-            _clear_row(layer, cy, lev_w, tile, rmask[ty])
-        _splat_band(ty, n_col, lev_w, lev_h, 1.0, cells, cell_px, tile, content, pad, layer, table, spans)
+        y0, y1 = _fill_band(ty, rmask, n_col, lev_w, lev_h, 1.0, cells, cell_px, tile, content, pad, layer, table,
+                            spans)
         for cy in range(y0, y1):
             for tx in range(ntx):
                 if not rmask[ty, tx]:

@@ -312,10 +312,9 @@ ALPHAS = st.one_of(
 )
 
 
-@st.composite
-def flat_cases(draw):
-    counts = draw(st.lists(st.integers(0, 6), min_size=1, max_size=12))
-    n = sum(counts)
+def draw_channels(draw, n: int, droppable: list[str]) -> dict[str, np.ndarray]:
+    """n samples of colours, alphas (base, layer L1 and AR), depths with ties, NaN and -0, and
+    ids; a drawn subset of ``droppable`` left out."""
     f32 = lambda s: np.array(draw(st.lists(s, min_size=n, max_size=n)), np.float32)  # noqa: E731
     channels = {
         "R": f32(VALUES),
@@ -329,9 +328,15 @@ def flat_cases(draw):
         "AR": f32(ALPHAS),
         "id": np.array(draw(st.lists(st.integers(0, 2**32 - 1), min_size=n, max_size=n)), np.uint32),
     }
-    drop = draw(st.sets(st.sampled_from(["A", "ZBack", "AR", "L1.A"])))
-    for name in drop:
+    for name in draw(st.sets(st.sampled_from(droppable))):
         del channels[name]
+    return channels
+
+
+@st.composite
+def flat_cases(draw):
+    counts = draw(st.lists(st.integers(0, 6), min_size=1, max_size=12))
+    channels = draw_channels(draw, sum(counts), ["A", "ZBack", "AR", "L1.A"])
     return sort_samples(make_image(counts, channels))
 
 
@@ -401,21 +406,7 @@ def unsorted_cases(draw):
     counts = draw(st.lists(st.integers(0, 7), min_size=1, max_size=12))
     if draw(st.booleans()):
         counts.insert(draw(st.integers(0, len(counts))), draw(st.integers(9, 90)))
-    n = sum(counts)
-    f32 = lambda s: np.array(draw(st.lists(s, min_size=n, max_size=n)), np.float32)  # noqa: E731
-    channels = {
-        "R": f32(VALUES),
-        "G": f32(VALUES),
-        "A": f32(ALPHAS),
-        "Z": f32(st.sampled_from(DEPTHS)),
-        "ZBack": f32(st.sampled_from(DEPTHS)),
-        "AR": f32(ALPHAS),
-        "L1.A": f32(ALPHAS),
-        "L1.X": f32(VALUES),
-        "id": np.array(draw(st.lists(st.integers(0, 2**32 - 1), min_size=n, max_size=n)), np.uint32),
-    }
-    for name in draw(st.sets(st.sampled_from(["A", "ZBack", "AR", "L1.A", "L1.X", "G"]))):
-        del channels[name]
+    channels = draw_channels(draw, sum(counts), ["A", "ZBack", "AR", "L1.A", "L1.X", "L1.L2.Y", "G"])
     image = make_image(counts, channels)
     ref = ref_depth_order(image.offsets, channels["Z"], channels.get("ZBack"))
     modes = draw(st.lists(st.integers(0, 2), min_size=len(counts), max_size=len(counts)))

@@ -152,6 +152,15 @@ class DocumentController(QObject):
         return (any(lane.busy for lane in self.lanes.values()) or self._render_timer.isActive()
                 or self._settle_timer.isActive())
 
+    @property
+    def quick_settle_ms(self) -> int:
+        """How long the tone must rest before the full frame replaces the quick ones."""
+        return self._settle_timer.interval()
+
+    @quick_settle_ms.setter
+    def quick_settle_ms(self, ms: int) -> None:
+        self._settle_timer.setInterval(int(ms))
+
     def set_display_view(self, zoom: float, rect: tuple[float, float, float, float] | None = None) -> None:
         """What the canvas shows: its zoom in device pixels per image pixel and the part of EXR
         pixel space on screen, (x0, y0, x1, y1) (None: unknown, all of it). Quick frames

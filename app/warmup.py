@@ -139,7 +139,7 @@ KERNELS = {
     "core.cryptomatte": ("_preview_kernel", "_crypto_matte_kernel"),
     "core.exr_codec": ("_unpredict_scatter_kernel", "_unpredict_deinterleave_kernel"),
     "core.kernels": ("_is_depth_sorted_kernel", "_depth_order_kernel", "_gather_kernel", "_flatten_over_kernel",
-                     "_flatten_split_kernel", "_flatten_id_kernel", "_untidy_kernel"),
+                     "_flatten_sort_over_kernel", "_flatten_split_kernel", "_flatten_id_kernel", "_untidy_kernel"),
     "core.deepid": ("_member_kernel", "_deep_mask_kernel", "_visible_weight_kernel"),
 }
 

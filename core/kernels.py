@@ -628,12 +628,29 @@ def _order_chunk(offsets, p0, p1, zbits, zbbits, z, zback, has_zback, order, mov
 
 @kernel(parallel=True)
 def _flatten_over_kernel(
-    offsets, alpha, has_alpha, colours, n_col, perm, use_perm, sorting, with_depth, z, zback, has_zback,
+    offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, z, zback, has_zback,
     out_alpha, out_col, out_z, out_zback,
 ):  # fmt: skip
-    """``_over_range`` over every chunk. With ``sorting`` each chunk is first put in depth order
-    (``_order_chunk``) into a permutation of its own: it stays in cache for the over that
-    follows, and no image-sized permutation is written or gathered through."""
+    """``_over_range`` over every chunk, samples in stored order or through ``perm``."""
+    npix = offsets.shape[0] - 1
+    nchunks = (npix + _CHUNK - 1) // _CHUNK
+    for c in prange(nchunks):
+        p0 = c * _CHUNK
+        p1 = min((c + 1) * _CHUNK, npix)
+        _over_range(
+            p0, p1, offsets, alpha, has_alpha, colours, n_col, perm, use_perm, False, np.empty(0, np.bool_), 0,
+            with_depth, z, zback, has_zback, out_alpha, out_col, out_z, out_zback,
+        )  # fmt: skip
+
+
+@kernel(parallel=True)
+def _flatten_sort_over_kernel(
+    offsets, alpha, has_alpha, colours, n_col, with_depth, z, zback, has_zback, out_alpha, out_col, out_z, out_zback,
+):  # fmt: skip
+    """``_over_range`` over every chunk, each first put in depth order (``_order_chunk``) into a
+    permutation of its own: it stays in cache for the over that follows, and no image-sized
+    permutation is written or gathered through. (A kernel of its own, so that flattening
+    samples already in order never compiles the sort.)"""
     npix = offsets.shape[0] - 1
     nchunks = (npix + _CHUNK - 1) // _CHUNK
     zbits = z.view(np.int32)
@@ -641,16 +658,13 @@ def _flatten_over_kernel(
     for c in prange(nchunks):
         p0 = c * _CHUNK
         p1 = min((c + 1) * _CHUNK, npix)
-        reorder = sorting and not _chunk_in_order(offsets, p0, p1, z, zback, has_zback)
-        order = perm
-        base = 0
+        reorder = not _chunk_in_order(offsets, p0, p1, z, zback, has_zback)
+        order = np.empty(offsets[p1] - offsets[p0] + 3 if reorder else 0, np.int64)  # _order_upto3 writes 3 slots
         moved = np.empty(p1 - p0 if reorder else 0, np.bool_)
         if reorder:
-            base = offsets[p0]
-            order = np.empty(offsets[p1] - base + 3, np.int64)  # _order_upto3 writes 3 slots
             _order_chunk(offsets, p0, p1, zbits, zbbits, z, zback, has_zback, order, moved)
         _over_range(
-            p0, p1, offsets, alpha, has_alpha, colours, n_col, order, use_perm, reorder, moved, base,
+            p0, p1, offsets, alpha, has_alpha, colours, n_col, order, False, reorder, moved, offsets[p0],
             with_depth, z, zback, has_zback, out_alpha, out_col, out_z, out_zback,
         )  # fmt: skip
 
@@ -1023,10 +1037,15 @@ def flatten(
         out_alpha = np.empty(npix, np.float32)
         out_col = np.zeros((max(n_col, 1), npix), np.float32)
         with_depth = depth_wanted and alpha_name == depth_alpha
-        if npix:
+        if npix and sorting:
+            _flatten_sort_over_kernel(
+                offsets, alpha, has_alpha, colours, n_col, with_depth, zf, zb, has_zback, out_alpha, out_col,
+                out_z, out_zback,
+            )  # fmt: skip
+        elif npix:
             _flatten_over_kernel(
-                offsets, alpha, has_alpha, colours, n_col, perm, use_perm, sorting, with_depth, zf, zb,
-                has_zback, out_alpha, out_col, out_z, out_zback,
+                offsets, alpha, has_alpha, colours, n_col, perm, use_perm, with_depth, zf, zb, has_zback,
+                out_alpha, out_col, out_z, out_zback,
             )  # fmt: skip
         if untidy.shape[0]:
             _flatten_split_kernel(

@@ -73,11 +73,18 @@ def test_tone_changes_give_quick_frames_then_the_full_one_when_zoomed_out(qtbot,
     model.set_document(make_document(deep))
     controller.set_display_view(0.3)  # 3 image pixels per screen pixel
     assert controller.quick_stride() == 3
+    # (on a cold numba cache the quick kernel compiles for seconds: the full frame, 150 ms after
+    # the last change, would then replace the quick one before it is shown; so the tone "rests"
+    # only once the quick frame is in)
+    controller.quick_settle_ms = 60_000
     qtbot.waitUntil(lambda: settled(model, controller), timeout=30000)
     assert model.frame.stride == 1  # the first frame of a view is a full one
     frames = []
     model.frame_changed.connect(frames.append)
     model.set_exposure(1.25)
+    qtbot.waitUntil(lambda: bool(frames), timeout=30000)
+    assert controller.busy  # the full frame is still to come
+    controller.quick_settle_ms = 10
     qtbot.waitUntil(lambda: settled(model, controller), timeout=30000)
     quick, full = frames[0], frames[-1]
     assert quick.stride == 3 and quick.tone.exposure == 1.25 and full.stride == 1 and full.tone.exposure == 1.25
@@ -110,6 +117,7 @@ def test_quick_frames_of_a_zoomed_in_view_cover_what_is_on_screen(qtbot, setup):
     model.set_document(make_document(deep))
     dw = deep.data_window
     # 2 screen pixels per image pixel, showing image columns 40.5-60.2 and rows 30-40.7
+    controller.quick_settle_ms = 60_000  # (see above)
     controller.set_display_view(2.0, (dw.xmin + 40.5, dw.ymin + 30.0, dw.xmin + 60.2, dw.ymin + 40.7))
     region = (40 - QUICK_MARGIN, 30 - QUICK_MARGIN, 61 + QUICK_MARGIN, 41 + QUICK_MARGIN)
     assert controller.quick_stride() == 1 and controller.quick_region() == region
@@ -117,6 +125,8 @@ def test_quick_frames_of_a_zoomed_in_view_cover_what_is_on_screen(qtbot, setup):
     frames = []
     model.frame_changed.connect(frames.append)
     model.set_exposure(-0.75)
+    qtbot.waitUntil(lambda: bool(frames), timeout=30000)
+    controller.quick_settle_ms = 10
     qtbot.waitUntil(lambda: settled(model, controller), timeout=30000)
     quick, full = frames[0], frames[-1]
     assert quick.quick and quick.region == region and quick.stride == 1 and not full.quick

@@ -25,6 +25,7 @@ from core.exr_read import open_exr
 from core.model import ExrDocument
 
 RELOAD_DELAY_MS = 300
+RELOAD_ATTEMPTS = 20
 #: While the tone keeps changing, the frames are quick ones: what is on screen, one pixel of
 #: each stride x stride block when the view is zoomed out by 2x or more (the screen shows about
 #: one anyway), the rest coarse. The full frame follows once the tone has rested this long.
@@ -32,7 +33,6 @@ QUICK_SETTLE_MS = 150
 QUICK_MAX_STRIDE = 8
 #: on-screen pixels kept in a quick frame beyond the view's edges (image pixels)
 QUICK_MARGIN = 16
-RELOAD_ATTEMPTS = 20
 
 
 def _load_job(path: str, progress, cancelled) -> ExrDocument:

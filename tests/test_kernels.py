@@ -156,6 +156,20 @@ def test_depth_order_of_empty_images():
     assert is_depth_sorted(np.zeros(5, np.int64), np.zeros(0, np.float32))
 
 
+def test_branch_free_order_predicate_equals_the_branching_one():
+    # flatten's chunk check and 1-3-sample ranks use _in_order_flag, the sorts _in_order: the two
+    # must define the same order on every pair of special depths, with and without ZBack
+    import itertools
+
+    from core.kernels import _in_order, _in_order_flag
+
+    values = [np.float32(v) for v in (-math.inf, -1.0, -0.0, 0.0, 1e-30, 1.0, 2.5, math.inf, math.nan)]
+    for zp, zc, zbp, zbc in itertools.product(values, repeat=4):
+        for has_zback in (True, False):
+            assert bool(_in_order_flag(zp, zc, zbp, zbc, has_zback)) == bool(_in_order(zp, zc, zbp, zbc, has_zback)), (
+                zp, zc, zbp, zbc, has_zback)
+
+
 def test_is_depth_sorted_over_chunks_ignores_steps_between_pixels():
     # every pixel in order but starting in front of where the previous one ended, empty
     # pixels everywhere (also at chunk ends); then one pixel out of order deep in chunk 3
